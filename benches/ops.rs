@@ -1,0 +1,2 @@
+//! Fused ops vs their reference compositions (being written).
+fn main() {}

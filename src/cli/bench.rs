@@ -1,0 +1,9 @@
+//! `runner bench` (placeholder until its owner fills it in).
+
+/// Arguments of `runner bench`.
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<i32> {
+    anyhow::bail!("runner bench is being built in this session")
+}

@@ -1,0 +1,13 @@
+//! The command-line edge: one module per subcommand, each with an `Args` (clap) and a
+//! `run(Args) -> anyhow::Result<i32>` returning the process exit code.
+
+pub mod apply;
+pub mod bench;
+pub mod diff;
+pub mod export;
+pub mod generate;
+pub mod models;
+pub mod plan;
+pub mod schema;
+pub mod sweep;
+pub mod validate;

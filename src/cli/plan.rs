@@ -1,0 +1,76 @@
+//! `runner plan`: compile a spec into a plan, show it, optionally save it for `runner apply`.
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `runner plan`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  runner plan experiments/v4_1.yaml
+  runner plan experiments/polychromic.yaml --set train.learning_rate=5e-6 --json
+  runner plan experiments/newrun_daily.yaml --out newrun.plan.json && runner apply newrun.plan.json")]
+pub struct Args {
+    /// The spec file.
+    pub file: PathBuf,
+    /// Override a field after resolution: `--set path=value` (value parsed as YAML); repeatable.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub sets: Vec<String>,
+    /// Print the plan as JSON (the `plan.json` format) instead of the readable view.
+    #[arg(long)]
+    pub json: bool,
+    /// Save the plan to this file; `runner apply PLAN` runs it, refusing it if the spec changed.
+    #[arg(long, value_name = "PLAN")]
+    pub out: Option<PathBuf>,
+    /// Ignore `RUNNER_*` environment variables.
+    #[arg(long)]
+    pub no_env: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    if let Some(code) = report_diagnostics(&args.file, &args.sets, !args.no_env) {
+        return Ok(code);
+    }
+    let prepared = match crate::run::apply::prepare_spec(&args.file, &args.sets, !args.no_env) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(1);
+        }
+    };
+    let plan = &prepared.plan;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(plan)?);
+    } else {
+        print!("{}", crate::plan::render::render(plan));
+    }
+    if let Some(out) = &args.out {
+        crate::run::atomic::write_json(out, plan)
+            .with_context(|| format!("saving the plan to {}", out.display()))?;
+        eprintln!("plan saved to {}; run it with `runner apply {}`", out.display(), out.display());
+    }
+    Ok(0)
+}
+
+/// Validate `file` (schema and semantic rules) and print every diagnostic to stderr. Returns
+/// the exit code to stop with when there are errors (1), or `None` when the spec is valid
+/// (warnings are printed and do not stop).
+pub fn report_diagnostics(file: &Path, sets: &[String], use_env: bool) -> Option<i32> {
+    let opts = crate::spec::resolve::ResolveOptions {
+        sets: sets.to_vec(),
+        use_env,
+    };
+    let diags = crate::spec::validate::validate_file(file, &opts);
+    for d in &diags {
+        eprintln!("{d}");
+    }
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    if errors > 0 {
+        eprintln!(
+            "{}: {errors} error{}; nothing was planned or run",
+            file.display(),
+            if errors == 1 { "" } else { "s" }
+        );
+        return Some(1);
+    }
+    None
+}

@@ -1,0 +1,207 @@
+//! The decoder layer: attention (GQA, RoPE, optional q/k norm and qkv bias) and the SwiGLU MLP.
+//! Every op with a backward goes through `crate::engine::ops`.
+
+use candle_core::{DType, Result, Tensor};
+
+use super::cache::KvCache;
+use super::config::Config;
+use super::linear::{DropoutMasks, Linear};
+use crate::engine::ops;
+
+/// The attention block of one layer.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    /// Qwen3's per-head RMSNorm weights (`[head_dim]`).
+    pub q_norm: Option<Tensor>,
+    pub k_norm: Option<Tensor>,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub eps: f64,
+}
+
+/// The SwiGLU MLP of one layer.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+/// One pre-norm decoder layer.
+#[derive(Debug, Clone)]
+pub struct DecoderLayer {
+    pub input_layernorm: Tensor,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: Tensor,
+    pub mlp: Mlp,
+    pub eps: f64,
+}
+
+/// Rotary tables for the positions of one forward call: `cos`, `sin` `[t, head_dim/2]` f32.
+pub struct Rope {
+    pub cos: Tensor,
+    pub sin: Tensor,
+}
+
+impl Rope {
+    /// Tables for positions `offset..offset + t`, HF's non-interleaved layout:
+    /// angle(p, i) = p · θ^(−2i/d).
+    pub fn new(cfg: &Config, offset: usize, t: usize, device: &candle_core::Device) -> Result<Self> {
+        let d = cfg.head_dim;
+        let inv_freq: Vec<f32> = (0..d)
+            .step_by(2)
+            .map(|i| 1f32 / cfg.rope_theta.powf(i as f64 / d as f64) as f32)
+            .collect();
+        let half = inv_freq.len();
+        let mut cos = Vec::with_capacity(t * half);
+        let mut sin = Vec::with_capacity(t * half);
+        for p in offset..offset + t {
+            for f in &inv_freq {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        Ok(Rope {
+            cos: Tensor::from_vec(cos, (t, half), device)?,
+            sin: Tensor::from_vec(sin, (t, half), device)?,
+        })
+    }
+}
+
+impl Attention {
+    /// `x: [b, t, d]` at the positions `rope` was built for. With a cache, the new keys and
+    /// values are appended to layer `layer`'s and attention runs over all of them.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        cache: Option<(&mut KvCache, usize)>,
+        dropout: Option<&dyn DropoutMasks>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let q = self.q_proj.forward(x, dropout)?.reshape((b, t, h, hd))?;
+        let k = self.k_proj.forward(x, dropout)?.reshape((b, t, kvh, hd))?;
+        let v = self.v_proj.forward(x, dropout)?.reshape((b, t, kvh, hd))?;
+        let q = match &self.q_norm {
+            Some(w) => ops::rms_norm(&q, w, self.eps)?,
+            None => q,
+        };
+        let k = match &self.k_norm {
+            Some(w) => ops::rms_norm(&k, w, self.eps)?,
+            None => k,
+        };
+        let q = ops::rope(&q.transpose(1, 2)?.contiguous()?, &rope.cos, &rope.sin)?;
+        let k = ops::rope(&k.transpose(1, 2)?.contiguous()?, &rope.cos, &rope.sin)?;
+        let v = v.transpose(1, 2)?.contiguous()?;
+        let (k, v) = match cache {
+            Some((c, layer)) => c.append(layer, &k, &v)?,
+            None => (k, v),
+        };
+        let kv_len = k.dim(2)?;
+        let in_dtype = q.dtype();
+        let (q, k, v) = (
+            q.to_dtype(DType::F32)?,
+            k.to_dtype(DType::F32)?,
+            v.to_dtype(DType::F32)?,
+        );
+        let scale = 1.0 / (hd as f64).sqrt();
+        let rep = h / kvh;
+        let y = if t == 1 && rep > 1 {
+            // Decode: fold the query heads of a KV group into rows, so the cached keys are
+            // used without being repeated. One query row per head sees every key.
+            let q = q.reshape((b, kvh, rep, hd))?;
+            let scores = (q.matmul(&k.t()?)? * scale)?;
+            let p = ops::causal_softmax(&scores.contiguous()?, kv_len - 1)?;
+            p.matmul(&v.contiguous()?)?.reshape((b, h, 1, hd))?
+        } else {
+            let k = repeat_kv(&k, rep)?;
+            let v = repeat_kv(&v, rep)?;
+            let scores = (q.matmul(&k.t()?)? * scale)?;
+            let p = ops::causal_softmax(&scores.contiguous()?, kv_len - t)?;
+            p.matmul(&v)?
+        };
+        let y = y
+            .to_dtype(in_dtype)?
+            .transpose(1, 2)?
+            .reshape((b, t, h * hd))?;
+        self.o_proj.forward(&y, dropout)
+    }
+}
+
+/// `[b, kvh, t, d]` → `[b, kvh·rep, t, d]`, each KV head repeated for its query heads.
+fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
+    if rep == 1 {
+        return x.contiguous();
+    }
+    let (b, kvh, t, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, kvh, rep, t, d))?
+        .contiguous()?
+        .reshape((b, kvh * rep, t, d))
+}
+
+impl Mlp {
+    pub fn forward(&self, x: &Tensor, dropout: Option<&dyn DropoutMasks>) -> Result<Tensor> {
+        let g = self.gate_proj.forward(x, dropout)?;
+        let u = self.up_proj.forward(x, dropout)?;
+        self.down_proj.forward(&ops::swiglu(&g, &u)?, dropout)
+    }
+}
+
+impl DecoderLayer {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        cache: Option<(&mut KvCache, usize)>,
+        dropout: Option<&dyn DropoutMasks>,
+    ) -> Result<Tensor> {
+        let h = ops::rms_norm(x, &self.input_layernorm, self.eps)?;
+        let h = self.self_attn.forward(&h, rope, cache, dropout)?;
+        let x = (x + h)?;
+        let h = ops::rms_norm(&x, &self.post_attention_layernorm, self.eps)?;
+        let h = self.mlp.forward(&h, dropout)?;
+        x + h
+    }
+
+    /// The linear layers with their module paths under `model.layers.{i}` (HF/PEFT names).
+    pub fn linears(&self) -> [(&'static str, &Linear); 7] {
+        [
+            ("self_attn.q_proj", &self.self_attn.q_proj),
+            ("self_attn.k_proj", &self.self_attn.k_proj),
+            ("self_attn.v_proj", &self.self_attn.v_proj),
+            ("self_attn.o_proj", &self.self_attn.o_proj),
+            ("mlp.gate_proj", &self.mlp.gate_proj),
+            ("mlp.up_proj", &self.mlp.up_proj),
+            ("mlp.down_proj", &self.mlp.down_proj),
+        ]
+    }
+
+    /// Mutable access to the linear layers, same order and names as [`DecoderLayer::linears`].
+    pub fn linears_mut(&mut self) -> [(&'static str, &mut Linear); 7] {
+        let a = &mut self.self_attn;
+        let m = &mut self.mlp;
+        [
+            ("self_attn.q_proj", &mut a.q_proj),
+            ("self_attn.k_proj", &mut a.k_proj),
+            ("self_attn.v_proj", &mut a.v_proj),
+            ("self_attn.o_proj", &mut a.o_proj),
+            ("mlp.gate_proj", &mut m.gate_proj),
+            ("mlp.up_proj", &mut m.up_proj),
+            ("mlp.down_proj", &mut m.down_proj),
+        ]
+    }
+}
+
+/// `[b, t, d]` → `[b, d]`: the last position of each sequence.
+pub fn last_position(x: &Tensor) -> Result<Tensor> {
+    let t = x.dim(1)?;
+    x.narrow(1, t - 1, 1)?.squeeze(1)
+}

@@ -1,0 +1,522 @@
+//! The transformer family (Llama, Qwen2, Qwen3), LoRA and the KV cache.
+//!
+//! One implementation serves both sampling (KV cache, last-position logits) and training
+//! (`token_logprobs`, whose backward reaches the LoRA `Var`s through `crate::engine::ops`).
+//! Weights are kept under their HF names' structure; GGUF files are mapped to it by the loader.
+
+pub mod cache;
+pub mod config;
+pub mod layers;
+pub mod linear;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+pub use cache::KvCache;
+pub use config::{Arch, Config};
+use layers::{Attention, DecoderLayer, Mlp, Rope};
+pub use linear::{DropoutMasks, Linear, LoraAdapter};
+
+use crate::engine::ops;
+
+/// The linear modules LoRA can target, as PEFT names them.
+pub const LORA_TARGETS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+/// LoRA adapter settings (PEFT's names).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoraConfig {
+    pub r: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    /// Target modules among q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj
+    /// (`all-linear` means all seven).
+    pub target_modules: Vec<String>,
+}
+
+impl LoraConfig {
+    /// Check the settings and expand `all-linear`; returns the target module names.
+    pub fn targets(&self) -> crate::Result<Vec<String>> {
+        if self.r == 0 {
+            return Err(crate::Error::Model("LoRA r must be at least 1".into()));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(crate::Error::Model(format!(
+                "LoRA dropout {} must be in [0, 1)",
+                self.dropout
+            )));
+        }
+        let mut out = Vec::new();
+        for t in &self.target_modules {
+            if t == "all-linear" {
+                out.extend(LORA_TARGETS.iter().map(|s| s.to_string()));
+            } else if LORA_TARGETS.contains(&t.as_str()) {
+                out.push(t.clone());
+            } else {
+                return Err(crate::Error::Model(format!(
+                    "unknown LoRA target module `{t}` (expected one of {}, or all-linear)",
+                    LORA_TARGETS.join(", ")
+                )));
+            }
+        }
+        if out.is_empty() {
+            return Err(crate::Error::Model("LoRA target_modules is empty".into()));
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+/// A right-padded batch of prompt+completion sequences for the training forward.
+pub struct TrainBatch {
+    /// `[b, t]` u32 token ids.
+    pub input_ids: Tensor,
+    /// `[b, t]` f32, 1 on completion tokens (the ones whose log-prob is trained), else 0.
+    pub completion_mask: Tensor,
+}
+
+/// A loaded causal LM.
+pub struct Model {
+    pub config: Config,
+    embed_tokens: Tensor,
+    embed_var: Option<Var>,
+    layers: Vec<DecoderLayer>,
+    norm: Tensor,
+    /// `None` when tied to the embeddings.
+    lm_head: Option<Tensor>,
+    dtype: DType,
+    device: Device,
+    lora: Option<LoraConfig>,
+    full_finetune: bool,
+    training: AtomicBool,
+    dropout_rng: Mutex<ChaCha8Rng>,
+    /// Where the base weights came from (`base_model_name_or_path` in PEFT files).
+    pub source: String,
+}
+
+/// Take one tensor by name, checking its shape.
+fn take(
+    w: &mut HashMap<String, Tensor>,
+    name: &str,
+    shape: &[usize],
+    dtype: DType,
+    device: &Device,
+) -> crate::Result<Tensor> {
+    let t = w
+        .remove(name)
+        .ok_or_else(|| crate::Error::Model(format!("weights lack tensor `{name}`")))?;
+    if t.dims() != shape {
+        return Err(crate::Error::Model(format!(
+            "tensor `{name}` has shape {:?}, expected {shape:?}",
+            t.dims()
+        )));
+    }
+    Ok(t.to_device(device)?.to_dtype(dtype)?)
+}
+
+impl Model {
+    /// Build the model from tensors under HF names (`model.layers.0.self_attn.q_proj.weight`,
+    /// ...), converting them to `dtype` on `device`. Tensors are removed from `w` as they are
+    /// used. A missing `lm_head.weight` means tied embeddings.
+    pub fn from_weights(
+        config: Config,
+        w: &mut HashMap<String, Tensor>,
+        dtype: DType,
+        device: &Device,
+    ) -> crate::Result<Model> {
+        if !matches!(dtype, DType::F32 | DType::BF16 | DType::F16) {
+            return Err(crate::Error::Model(format!(
+                "dtype {dtype:?} is not supported (f32, bf16)"
+            )));
+        }
+        let c = &config;
+        let (d, inter, hd) = (c.hidden_size, c.intermediate_size, c.head_dim);
+        let (qd, kvd) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);
+        let embed_tokens = take(w, "model.embed_tokens.weight", &[c.vocab_size, d], dtype, device)?;
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let mut lin = |name: &str, out: usize, inp: usize, bias: bool| -> crate::Result<Linear> {
+                let wt = take(w, &format!("{p}.{name}.weight"), &[out, inp], dtype, device)?;
+                let b = if bias {
+                    Some(take(w, &format!("{p}.{name}.bias"), &[out], dtype, device)?)
+                } else {
+                    None
+                };
+                Ok(Linear::new(wt, b))
+            };
+            let q_proj = lin("self_attn.q_proj", qd, d, c.qkv_bias)?;
+            let k_proj = lin("self_attn.k_proj", kvd, d, c.qkv_bias)?;
+            let v_proj = lin("self_attn.v_proj", kvd, d, c.qkv_bias)?;
+            let o_proj = lin("self_attn.o_proj", d, qd, c.o_bias)?;
+            let gate_proj = lin("mlp.gate_proj", inter, d, false)?;
+            let up_proj = lin("mlp.up_proj", inter, d, false)?;
+            let down_proj = lin("mlp.down_proj", d, inter, false)?;
+            let (q_norm, k_norm) = if c.qk_norm {
+                (
+                    Some(take(w, &format!("{p}.self_attn.q_norm.weight"), &[hd], dtype, device)?),
+                    Some(take(w, &format!("{p}.self_attn.k_norm.weight"), &[hd], dtype, device)?),
+                )
+            } else {
+                (None, None)
+            };
+            layers.push(DecoderLayer {
+                input_layernorm: take(w, &format!("{p}.input_layernorm.weight"), &[d], dtype, device)?,
+                post_attention_layernorm: take(
+                    w,
+                    &format!("{p}.post_attention_layernorm.weight"),
+                    &[d],
+                    dtype,
+                    device,
+                )?,
+                self_attn: Attention {
+                    q_proj,
+                    k_proj,
+                    v_proj,
+                    o_proj,
+                    q_norm,
+                    k_norm,
+                    n_heads: c.num_attention_heads,
+                    n_kv_heads: c.num_key_value_heads,
+                    head_dim: hd,
+                    eps: c.rms_norm_eps,
+                },
+                mlp: Mlp {
+                    gate_proj,
+                    up_proj,
+                    down_proj,
+                },
+                eps: c.rms_norm_eps,
+            });
+        }
+        let norm = take(w, "model.norm.weight", &[d], dtype, device)?;
+        let mut config = config;
+        let lm_head = if config.tie_word_embeddings || !w.contains_key("lm_head.weight") {
+            config.tie_word_embeddings = true;
+            w.remove("lm_head.weight");
+            None
+        } else {
+            Some(take(w, "lm_head.weight", &[config.vocab_size, d], dtype, device)?)
+        };
+        Ok(Model {
+            config,
+            embed_tokens,
+            embed_var: None,
+            layers,
+            norm,
+            lm_head,
+            dtype,
+            device: device.clone(),
+            lora: None,
+            full_finetune: false,
+            training: AtomicBool::new(false),
+            dropout_rng: Mutex::new(ChaCha8Rng::seed_from_u64(0)),
+            source: String::new(),
+        })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The LM head `[vocab, d]` (the embeddings when tied).
+    pub fn lm_head(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
+    }
+
+    /// The decoder layers.
+    pub fn layers(&self) -> &[DecoderLayer] {
+        &self.layers
+    }
+
+    /// An empty KV cache with room for `capacity` positions.
+    pub fn new_cache(&self, capacity: usize) -> KvCache {
+        KvCache::new(self.layers.len(), capacity)
+    }
+
+    /// Training mode turns LoRA dropout on in `token_logprobs` (off by default; sampling never
+    /// uses dropout).
+    pub fn set_training(&self, on: bool) {
+        self.training.store(on, Ordering::Relaxed);
+    }
+
+    /// Reseed the dropout masks' random stream.
+    pub fn set_dropout_seed(&self, seed: u64) {
+        if let Ok(mut rng) = self.dropout_rng.lock() {
+            *rng = ChaCha8Rng::seed_from_u64(seed);
+        }
+    }
+
+    /// Hidden states after the last layer (before the final norm), `[b, t, d]`, for tokens at
+    /// positions `cache.len()..` (or from 0 without a cache).
+    fn hidden(
+        &self,
+        input_ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        dropout: Option<&dyn DropoutMasks>,
+    ) -> crate::Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        if t == 0 {
+            return Err(crate::Error::Model("empty input sequence".into()));
+        }
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        let rope = Rope::new(&self.config, offset, t, &self.device)?;
+        let mut x = self
+            .embed_tokens
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((b, t, self.config.hidden_size))?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let c = cache.as_deref_mut().map(|c| (c, i));
+            x = layer.forward(&x, &rope, c, dropout)?;
+        }
+        if let Some(c) = cache {
+            c.advance(t);
+        }
+        Ok(x)
+    }
+
+    /// Inference forward: feed `input_ids: [b, t]` after what `cache` holds and return the
+    /// last position's logits `[b, vocab]` in f32.
+    pub fn forward_logits(&self, input_ids: &Tensor, cache: &mut KvCache) -> crate::Result<Tensor> {
+        let x = self.hidden(input_ids, Some(cache), None)?;
+        let x = layers::last_position(&x)?;
+        let x = ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
+        Ok(x.matmul(&self.lm_head().t()?)?.to_dtype(DType::F32)?)
+    }
+
+    /// Logits at every position, `[b, t, vocab]` f32, without a cache (tests, evaluation).
+    pub fn forward_all_logits(&self, input_ids: &Tensor) -> crate::Result<Tensor> {
+        let x = self.hidden(input_ids, None, None)?;
+        let x = ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
+        Ok(x.broadcast_matmul(&self.lm_head().t()?)?.to_dtype(DType::F32)?)
+    }
+
+    /// Per-token log-probs `[b, t-1]` of `input_ids[:, 1:]` (the mask says which count).
+    /// Differentiable with respect to [`Model::trainable_vars`]; LoRA dropout applies when
+    /// [`Model::set_training`] is on.
+    pub fn token_logprobs(&self, batch: &TrainBatch) -> crate::Result<Tensor> {
+        let (b, t) = batch.input_ids.dims2()?;
+        if t < 2 {
+            return Err(crate::Error::Model(
+                "token_logprobs needs sequences of at least 2 tokens".into(),
+            ));
+        }
+        let dropout: Option<&dyn DropoutMasks> = if self.training.load(Ordering::Relaxed) {
+            Some(self)
+        } else {
+            None
+        };
+        let x = self.hidden(&batch.input_ids, None, dropout)?;
+        let x = x.narrow(1, 0, t - 1)?;
+        let x = ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
+        let hidden = x.reshape((b * (t - 1), self.config.hidden_size))?;
+        let targets = batch.input_ids.narrow(1, 1, t - 1)?.flatten_all()?;
+        let lp = if self.full_finetune {
+            // The head is trainable here, so compose from primitives (the fused op treats the
+            // head as frozen).
+            let logits = hidden.to_dtype(DType::F32)?.matmul(&self.lm_head().to_dtype(DType::F32)?.t()?)?;
+            let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+            lsm.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?
+        } else {
+            ops::token_logprobs(&hidden, self.lm_head(), &targets)?
+        };
+        Ok(lp.reshape((b, t - 1))?)
+    }
+
+    /// The trainable parameters (LoRA A/B, or all weights under full fine-tuning).
+    pub fn trainable_vars(&self) -> Vec<Var> {
+        let mut vars = Vec::new();
+        if let Some(v) = &self.embed_var {
+            vars.push(v.clone());
+        }
+        for layer in &self.layers {
+            for (_, lin) in layer.linears() {
+                if let Some(v) = &lin.weight_var {
+                    vars.push(v.clone());
+                }
+                if let Some(l) = &lin.lora {
+                    vars.push(l.a.clone());
+                    vars.push(l.b.clone());
+                }
+            }
+        }
+        vars
+    }
+
+    /// The LoRA settings of the attached adapters, if any.
+    pub fn lora_config(&self) -> Option<&LoraConfig> {
+        self.lora.as_ref()
+    }
+
+    /// Attach fresh LoRA adapters (A Kaiming-uniform from `seed`, B zeros) to the target
+    /// modules of every layer, replacing any attached before.
+    pub fn attach_lora(&mut self, cfg: &LoraConfig, seed: u64) -> crate::Result<()> {
+        let targets = cfg.targets()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let device = self.device.clone();
+        for layer in &mut self.layers {
+            for (name, lin) in layer.linears_mut() {
+                lin.lora = None;
+                if targets.iter().any(|t| name.ends_with(t.as_str())) {
+                    let (out, inp) = lin.dims()?;
+                    lin.lora = Some(LoraAdapter::fresh(
+                        inp, out, cfg.r, cfg.alpha, cfg.dropout, &mut rng, &device,
+                    )?);
+                }
+            }
+        }
+        self.lora = Some(cfg.clone());
+        Ok(())
+    }
+
+    /// Attach adapters from tensors keyed by module path (`model.layers.{i}.self_attn.q_proj`)
+    /// → `(A [r, in], B [out, r])`. Every target module of every layer must be present.
+    pub fn set_lora(
+        &mut self,
+        cfg: &LoraConfig,
+        mut tensors: HashMap<String, (Tensor, Tensor)>,
+    ) -> crate::Result<()> {
+        let targets = cfg.targets()?;
+        let device = self.device.clone();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            for (name, lin) in layer.linears_mut() {
+                lin.lora = None;
+                if !targets.iter().any(|t| name.ends_with(t.as_str())) {
+                    continue;
+                }
+                let path = format!("model.layers.{i}.{name}");
+                let (a, b) = tensors.remove(&path).ok_or_else(|| {
+                    crate::Error::Model(format!("adapter lacks LoRA weights for `{path}`"))
+                })?;
+                let (out, inp) = lin.dims()?;
+                if a.dims() != [cfg.r, inp] || b.dims() != [out, cfg.r] {
+                    return Err(crate::Error::Model(format!(
+                        "LoRA weights for `{path}` have shapes {:?}/{:?}, expected [{}, {inp}]/[{out}, {}]",
+                        a.dims(),
+                        b.dims(),
+                        cfg.r,
+                        cfg.r
+                    )));
+                }
+                lin.lora = Some(LoraAdapter::from_tensors(
+                    &a.to_device(&device)?,
+                    &b.to_device(&device)?,
+                    cfg.alpha,
+                    cfg.dropout,
+                )?);
+            }
+        }
+        if let Some(k) = tensors.keys().next() {
+            return Err(crate::Error::Model(format!(
+                "adapter has LoRA weights for `{k}`, which is not a target module of this model"
+            )));
+        }
+        self.lora = Some(cfg.clone());
+        Ok(())
+    }
+
+    /// The attached adapters, keyed by module path (`model.layers.{i}.self_attn.q_proj`).
+    pub fn lora_adapters(&self) -> Vec<(String, &LoraAdapter)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            for (name, lin) in layer.linears() {
+                if let Some(l) = &lin.lora {
+                    out.push((format!("model.layers.{i}.{name}"), l));
+                }
+            }
+        }
+        out
+    }
+
+    /// Make every weight trainable (full fine-tuning; sensible for small models only). The
+    /// norms stay frozen; the embeddings (and the tied head) become a `Var`.
+    pub fn enable_full_finetune(&mut self) -> crate::Result<()> {
+        if self.full_finetune {
+            return Ok(());
+        }
+        let v = Var::from_tensor(&self.embed_tokens)?;
+        self.embed_tokens = v.as_tensor().clone();
+        self.embed_var = Some(v);
+        for layer in &mut self.layers {
+            for (_, lin) in layer.linears_mut() {
+                lin.make_trainable()?;
+            }
+        }
+        self.full_finetune = true;
+        Ok(())
+    }
+
+    /// All weights under HF names, in `dtype`, with LoRA adapters merged in when `merge`
+    /// (else the base weights as they are).
+    pub fn hf_weights(&self, merge: bool, dtype: DType) -> crate::Result<Vec<(String, Tensor)>> {
+        let mut out = vec![(
+            "model.embed_tokens.weight".to_string(),
+            self.embed_tokens.to_dtype(dtype)?,
+        )];
+        for (i, layer) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            out.push((
+                format!("{p}.input_layernorm.weight"),
+                layer.input_layernorm.to_dtype(dtype)?,
+            ));
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                layer.post_attention_layernorm.to_dtype(dtype)?,
+            ));
+            for (name, lin) in layer.linears() {
+                let w = if merge {
+                    lin.merged_weight(dtype)?
+                } else {
+                    lin.weight.to_dtype(dtype)?
+                };
+                out.push((format!("{p}.{name}.weight"), w));
+                if let Some(b) = &lin.bias {
+                    out.push((format!("{p}.{name}.bias"), b.to_dtype(dtype)?));
+                }
+            }
+            if let Some(w) = &layer.self_attn.q_norm {
+                out.push((format!("{p}.self_attn.q_norm.weight"), w.to_dtype(dtype)?));
+            }
+            if let Some(w) = &layer.self_attn.k_norm {
+                out.push((format!("{p}.self_attn.k_norm.weight"), w.to_dtype(dtype)?));
+            }
+        }
+        out.push(("model.norm.weight".to_string(), self.norm.to_dtype(dtype)?));
+        if let Some(h) = &self.lm_head {
+            out.push(("lm_head.weight".to_string(), h.to_dtype(dtype)?));
+        }
+        Ok(out)
+    }
+}
+
+impl DropoutMasks for Model {
+    fn mask(&self, shape: &[usize], p: f64, device: &Device) -> candle_core::Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let keep = (1.0 / (1.0 - p)) as f32;
+        let mut rng = self
+            .dropout_rng
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("dropout RNG lock poisoned".into()))?;
+        let m: Vec<f32> = (0..n)
+            .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
+            .collect();
+        Tensor::from_vec(m, shape, device)
+    }
+}

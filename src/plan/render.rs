@@ -1,0 +1,163 @@
+//! The human view of a plan: a tree of the loop and stages, then LR landmarks and estimates.
+
+use super::{LoopPlan, Plan};
+use std::fmt::Write;
+
+/// Render a plan for a terminal.
+pub fn render(plan: &Plan) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "plan for {} (spec {})", plan.name, short_hash(&plan.spec_hash));
+    if let Some(d) = &plan.description {
+        let _ = writeln!(o, "  {}", d.trim().replace('\n', "\n  "));
+    }
+    if let Some(p) = &plan.source.spec_path {
+        let _ = write!(o, "  spec: {}", p.display());
+        if !plan.source.sets.is_empty() {
+            let _ = write!(o, "  --set {}", plan.source.sets.join(" --set "));
+        }
+        let _ = writeln!(o);
+    }
+    let _ = writeln!(o, "  run directory: runs/{}/<run-id>/", plan.run_name);
+    let _ = writeln!(o);
+    tree(&mut o, plan);
+    if let Some(lr) = &plan.lr {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "learning rate ({:?}, peak {}, {} steps, warm-up {}) over {}:",
+            lr.scheduler, fmt_f(lr.peak), lr.total_steps, lr.warmup_steps, lr.scope
+        );
+        for p in &lr.points {
+            let _ = writeln!(o, "  {:<11} step {:>6}  lr {}", p.at, p.step, fmt_f(p.lr));
+        }
+        if let Some(s) = lr.below_1pct_from {
+            let _ = writeln!(
+                o,
+                "  note: LR is under 1% of its peak from step {s} on ({} of {} steps barely train)",
+                lr.total_steps - s,
+                lr.total_steps
+            );
+        }
+    }
+    let e = &plan.estimates;
+    let _ = writeln!(o);
+    let _ = writeln!(o, "estimates:");
+    let _ = writeln!(o, "  optimizer steps     {}", e.optimizer_steps);
+    let _ = writeln!(
+        o,
+        "  rollouts            {} (train {} = prompts × {} generations; eval {})",
+        e.rollouts, e.train_rollouts, e.num_generations, e.eval_rollouts
+    );
+    let _ = writeln!(
+        o,
+        "  completion tokens   ≤ {} ({} × max_completion_length {})",
+        e.completion_tokens_max, e.rollouts, e.max_completion_length
+    );
+    match e.prompt_tokens_per_prompt {
+        Some(p) => {
+            let _ = writeln!(o, "  prompt tokens       ≈ {} (≈ {p} per prompt)", e.prompt_tokens);
+        }
+        None => {
+            let _ = writeln!(o, "  prompt tokens       unknown");
+        }
+    }
+    let _ = writeln!(o, "  tokens in all       ≤ {}", e.tokens_max);
+    if !plan.sweep.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "sweep ({} points, one run each with `runner sweep --apply`):", plan.sweep.len());
+        for p in &plan.sweep {
+            let _ = writeln!(o, "  {}", p.name);
+        }
+    }
+    if !plan.notes.is_empty() {
+        let _ = writeln!(o);
+        for n in &plan.notes {
+            let _ = writeln!(o, "note: {n}");
+        }
+    }
+    o
+}
+
+fn tree(o: &mut String, plan: &Plan) {
+    let stage = |k: crate::stages::StageKind| plan.stages.iter().find(|s| s.kind == k);
+    if let Some(s) = stage(crate::stages::StageKind::Sft) {
+        let _ = writeln!(o, "sft  ({})", s.runs);
+    }
+    match &plan.loop_ {
+        LoopPlan::Steps {
+            total_steps,
+            eval_after,
+        } => {
+            let _ = writeln!(o, "for step in 0..{total_steps}:");
+            for k in ["generate", "score", "rank", "train"] {
+                let _ = writeln!(o, "  ├─ {k}");
+            }
+            let evals = if eval_after.len() <= 6 {
+                eval_after.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+            } else {
+                format!(
+                    "{}, {}, ..., {} ({} times)",
+                    eval_after[0],
+                    eval_after[1],
+                    eval_after[eval_after.len() - 1],
+                    eval_after.len()
+                )
+            };
+            if eval_after.is_empty() {
+                let _ = writeln!(o, "  └─ (no eval)");
+            } else {
+                let _ = writeln!(o, "  └─ eval after steps {evals}");
+            }
+        }
+        LoopPlan::Partitions { rounds, pending } => {
+            let _ = writeln!(o, "for each date partition ({} dates):", rounds.len());
+            for r in rounds {
+                let steps = r.train_steps.map_or(String::new(), |s| format!(", {s} train steps"));
+                let gen = match (r.generate, r.prompts) {
+                    (false, _) => "no prompts (skipped)".to_string(),
+                    (true, Some(n)) => format!("generate {n} prompts"),
+                    (true, None) => "generate".to_string(),
+                };
+                let score = if r.score.is_empty() {
+                    String::new()
+                } else {
+                    let pairs: Vec<String> = r
+                        .score
+                        .iter()
+                        .map(|p| {
+                            format!(
+                                "{}{}",
+                                p.predictions_from,
+                                if p.overridden { " (override)" } else { "" }
+                            )
+                        })
+                        .collect();
+                    format!("; score {} with these outcomes → rank → train{steps} → eval", pairs.join(" + "))
+                };
+                let _ = writeln!(o, "  {}: {gen}{score}", r.date);
+            }
+            for p in pending {
+                let _ = writeln!(
+                    o,
+                    "  (pending: predictions of {} wait for outcomes of {})",
+                    p.predictions_from, p.outcomes_from
+                );
+            }
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "stages:");
+    for s in &plan.stages {
+        let _ = writeln!(o, "  {:<9} {:>6} × {}", s.kind.name(), s.instances, s.runs);
+    }
+}
+
+fn short_hash(h: &str) -> &str {
+    let h = h.strip_prefix("sha256:").unwrap_or(h);
+    &h[..h.len().min(12)]
+}
+
+/// A float compactly: shortest round-trip form.
+fn fmt_f(x: f64) -> String {
+    format!("{x:?}")
+}

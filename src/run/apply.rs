@@ -1,0 +1,255 @@
+//! `apply`: from a spec file or a saved plan to a run directory with its stages run.
+//!
+//! Order: resolve → validate → compile → check every stage kind is implemented → create (or
+//! open, for `--resume`) the run directory → lock it → write `spec.yaml`, `spec.resolved.yaml`,
+//! `plan.json`, `state.json` → run the stage instances in plan order. Nothing is created when a
+//! step before the lock fails: a stage kind without an implementation stops `apply` before any
+//! run directory exists, so no directory ever suggests a run that did not happen.
+
+use super::{atomic, execute, EventLog, RunDir, RunLock, RunState};
+use crate::plan::{self, Plan, PlanSource};
+use crate::spec::resolve::{resolve, resolved_yaml, spec_hash, ResolveOptions};
+use crate::spec::validate::validate_file;
+use crate::spec::Experiment;
+use crate::stages::Registry;
+use crate::{Error, Result};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// What to apply and where.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyRequest {
+    /// A spec file (`.yaml`/`.yml`) or a saved plan (`.json`); optional with `resume`.
+    pub input: Option<PathBuf>,
+    /// `--set path=value` overrides (spec input only).
+    pub sets: Vec<String>,
+    /// Apply `RUNNER_*` environment variables.
+    pub use_env: bool,
+    /// Root of run directories (`runs/`).
+    pub runs_dir: PathBuf,
+    /// Continue this run directory instead of creating one.
+    pub resume: Option<PathBuf>,
+    /// Run directory name instead of the plan's (sweep points use their point name).
+    pub run_name: Option<String>,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// A spec resolved, validated and compiled, ready to run.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The resolved spec.
+    pub spec: Experiment,
+    /// Its hash.
+    pub spec_hash: String,
+    /// The spec file as written (for `spec.yaml`).
+    pub spec_text: String,
+    /// The plan.
+    pub plan: Plan,
+    /// Validation warnings (printed, not fatal).
+    pub warnings: Vec<String>,
+}
+
+/// What `apply` did.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Whether it continued an existing run.
+    pub resumed: bool,
+    /// Instances run, skipped (already completed) and in all.
+    pub summary: execute::ExecSummary,
+    /// Validation warnings.
+    pub warnings: Vec<String>,
+}
+
+/// Whether a path names a saved plan rather than a spec.
+pub fn is_plan_path(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
+}
+
+/// Resolve, validate and compile a spec file.
+pub fn prepare_spec(path: &Path, sets: &[String], use_env: bool) -> Result<Prepared> {
+    let opts = ResolveOptions {
+        sets: sets.to_vec(),
+        use_env,
+    };
+    let diags = validate_file(path, &opts);
+    let (errors, warnings): (Vec<_>, Vec<_>) = diags.into_iter().partition(|d| d.is_error());
+    if !errors.is_empty() {
+        let lines: Vec<String> = errors.iter().map(|d| d.to_string()).collect();
+        return Err(Error::Spec(format!(
+            "{} is invalid ({} error{}):\n{}",
+            path.display(),
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            lines.join("\n")
+        )));
+    }
+    let resolved = resolve(path, &opts)?;
+    let hash = spec_hash(&resolved.spec);
+    let spec_text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let source = PlanSource {
+        spec_path: Some(path.to_path_buf()),
+        sets: sets.to_vec(),
+        use_env,
+    };
+    let plan = plan::compile(&resolved.spec, &hash, source)?;
+    Ok(Prepared {
+        spec: resolved.spec,
+        spec_hash: hash,
+        spec_text,
+        plan,
+        warnings: warnings.iter().map(|d| d.to_string()).collect(),
+    })
+}
+
+/// Load a saved plan and check that its spec, resolved again the same way, still has the hash
+/// the plan was made from (like terraform, a stale plan is refused).
+pub fn prepare_plan(path: &Path) -> Result<Prepared> {
+    let saved = Plan::load(path)?;
+    let spec_path = saved.source.spec_path.clone().ok_or_else(|| {
+        Error::Run(format!("{}: the plan does not name its spec file", path.display()))
+    })?;
+    let fresh = prepare_spec(&spec_path, &saved.source.sets, saved.source.use_env)?;
+    if fresh.spec_hash != saved.spec_hash {
+        return Err(Error::Run(format!(
+            "stale plan: spec changed since the plan was made (hash {} ≠ {}); run `runner plan` again",
+            short(&saved.spec_hash),
+            short(&fresh.spec_hash)
+        )));
+    }
+    Ok(Prepared {
+        plan: saved,
+        ..fresh
+    })
+}
+
+/// Prepare whatever `input` is (spec or plan).
+pub fn prepare(input: &Path, sets: &[String], use_env: bool) -> Result<Prepared> {
+    if is_plan_path(input) {
+        if !sets.is_empty() {
+            return Err(Error::Run(
+                "--set cannot be combined with a saved plan (the plan fixes its overrides; make a new plan)".into(),
+            ));
+        }
+        prepare_plan(input)
+    } else {
+        prepare_spec(input, sets, use_env)
+    }
+}
+
+/// Apply: see the module doc.
+pub fn apply(req: &ApplyRequest, registry: &Registry) -> Result<ApplyReport> {
+    match &req.resume {
+        Some(dir) => resume(req, dir, registry),
+        None => {
+            let input = req.input.as_deref().ok_or_else(|| {
+                Error::Run("nothing to apply: give a spec file or a plan (or --resume RUN_DIR)".into())
+            })?;
+            let prepared = prepare(input, &req.sets, req.use_env)?;
+            start(req, prepared, registry)
+        }
+    }
+}
+
+/// Create a run directory for a prepared spec and run it.
+pub fn start(req: &ApplyRequest, p: Prepared, registry: &Registry) -> Result<ApplyReport> {
+    registry.check(&p.plan)?;
+    let name = req.run_name.clone().unwrap_or_else(|| p.plan.run_name.clone());
+    let run = RunDir::create(&req.runs_dir, &name, &p.spec_hash, chrono::Utc::now())?;
+    let _lock = RunLock::acquire(run.path())?;
+    atomic::write_text(&run.spec(), &p.spec_text)?;
+    atomic::write_text(&run.resolved(), &resolved_yaml(&p.spec)?)?;
+    atomic::write_json(&run.plan(), &p.plan)?;
+    let mut state = RunState::new(&run.id(), &p.spec_hash);
+    state.save(&run.state())?;
+    let mut events = EventLog::open(&run.events())?;
+    events.emit(
+        None,
+        "run_started",
+        json!({
+            "run_id": run.id(),
+            "spec_hash": p.spec_hash,
+            "runner_version": crate::VERSION,
+            "pid": std::process::id(),
+            "resumed": false,
+        }),
+    )?;
+    let summary = execute::execute(&run, &p.spec, &p.plan, registry, &mut state, &mut events, req.progress)?;
+    Ok(ApplyReport {
+        run_dir: run.path().to_path_buf(),
+        resumed: false,
+        summary,
+        warnings: p.warnings,
+    })
+}
+
+/// Continue a run directory. Its own `spec.resolved.yaml` and `plan.json` are what runs; a spec
+/// or plan given as well must resolve to the same hash, else the resume is refused.
+fn resume(req: &ApplyRequest, dir: &Path, registry: &Registry) -> Result<ApplyReport> {
+    let run = RunDir::open(dir)?;
+    let _lock = RunLock::acquire(run.path())?;
+    let mut state = RunState::load(&run.state())?;
+    let text = std::fs::read_to_string(run.resolved()).map_err(|e| Error::io(run.resolved(), e))?;
+    let spec: Experiment = serde_yaml::from_str(&text)
+        .map_err(|e| Error::Run(format!("{}: {e}", run.resolved().display())))?;
+    let hash = spec_hash(&spec);
+    if hash != state.spec_hash {
+        return Err(Error::Run(format!(
+            "cannot resume {}: its spec.resolved.yaml (hash {}) is not the spec the run started with ({})",
+            dir.display(),
+            short(&hash),
+            short(&state.spec_hash)
+        )));
+    }
+    let mut warnings = Vec::new();
+    if let Some(input) = &req.input {
+        let given = prepare(input, &req.sets, req.use_env)?;
+        if given.spec_hash != state.spec_hash {
+            return Err(Error::Run(format!(
+                "cannot resume {}: {} resolves to a different spec (hash {} ≠ the run's {}); \
+                 start a new run instead",
+                dir.display(),
+                input.display(),
+                short(&given.spec_hash),
+                short(&state.spec_hash)
+            )));
+        }
+        warnings = given.warnings;
+    }
+    let plan = Plan::load(&run.plan())?;
+    if plan.spec_hash != state.spec_hash {
+        return Err(Error::Run(format!(
+            "cannot resume {}: plan.json was made from another spec (hash {} ≠ {})",
+            dir.display(),
+            short(&plan.spec_hash),
+            short(&state.spec_hash)
+        )));
+    }
+    registry.check(&plan)?;
+    let mut events = EventLog::open(&run.events())?;
+    events.emit(
+        None,
+        "run_started",
+        json!({
+            "run_id": run.id(),
+            "spec_hash": state.spec_hash,
+            "runner_version": crate::VERSION,
+            "pid": std::process::id(),
+            "resumed": true,
+            "completed_before": state.completed.len(),
+        }),
+    )?;
+    let summary = execute::execute(&run, &spec, &plan, registry, &mut state, &mut events, req.progress)?;
+    Ok(ApplyReport {
+        run_dir: run.path().to_path_buf(),
+        resumed: true,
+        summary,
+        warnings,
+    })
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
