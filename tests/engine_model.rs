@@ -5,10 +5,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, IndexOp, Tensor, D};
+use candle_core::{DType, Device, IndexOp, Tensor, Var, D};
 use candle_nn::VarBuilder;
+use runner::engine::generate::{self, FinishReason, GenerateRequest};
+use runner::engine::load::gguf;
 use runner::engine::load::{self, LoadOptions, ModelFiles};
-use runner::engine::model::{Arch, LoraConfig, Model, TrainBatch};
+use runner::engine::model::{Arch, Linear, LoraAdapter, LoraConfig, Model, TrainBatch};
+use runner::engine::peft;
+use runner::engine::sample::SamplingParams;
 
 const VOCAB: usize = 61;
 
@@ -61,10 +65,14 @@ fn random_weights(cfg: &serde_json::Value, seed: u64) -> HashMap<String, Tensor>
         n += 1;
         let len: usize = shape.iter().product();
         // Deterministic pseudo-random values (LCG), so failures reproduce.
-        let mut s = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = n
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let vals: Vec<f32> = (0..len)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let u = (s >> 11) as f64 / (1u64 << 53) as f64;
                 (mean + scale * (2.0 * u - 1.0)) as f32
             })
@@ -72,29 +80,65 @@ fn random_weights(cfg: &serde_json::Value, seed: u64) -> HashMap<String, Tensor>
         Tensor::from_vec(vals, shape, &dev).unwrap()
     };
     let mut w = HashMap::new();
-    w.insert("model.embed_tokens.weight".to_string(), rnd(&[v, d], 1.0, 0.0));
+    w.insert(
+        "model.embed_tokens.weight".to_string(),
+        rnd(&[v, d], 1.0, 0.0),
+    );
     for i in 0..layers {
         let p = format!("model.layers.{i}");
         w.insert(format!("{p}.input_layernorm.weight"), rnd(&[d], 0.2, 1.0));
-        w.insert(format!("{p}.post_attention_layernorm.weight"), rnd(&[d], 0.2, 1.0));
+        w.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            rnd(&[d], 0.2, 1.0),
+        );
         let lin = 1.0 / (d as f64).sqrt();
-        w.insert(format!("{p}.self_attn.q_proj.weight"), rnd(&[h * hd, d], lin, 0.0));
-        w.insert(format!("{p}.self_attn.k_proj.weight"), rnd(&[kvh * hd, d], lin, 0.0));
-        w.insert(format!("{p}.self_attn.v_proj.weight"), rnd(&[kvh * hd, d], lin, 0.0));
-        w.insert(format!("{p}.self_attn.o_proj.weight"), rnd(&[d, h * hd], lin, 0.0));
+        w.insert(
+            format!("{p}.self_attn.q_proj.weight"),
+            rnd(&[h * hd, d], lin, 0.0),
+        );
+        w.insert(
+            format!("{p}.self_attn.k_proj.weight"),
+            rnd(&[kvh * hd, d], lin, 0.0),
+        );
+        w.insert(
+            format!("{p}.self_attn.v_proj.weight"),
+            rnd(&[kvh * hd, d], lin, 0.0),
+        );
+        w.insert(
+            format!("{p}.self_attn.o_proj.weight"),
+            rnd(&[d, h * hd], lin, 0.0),
+        );
         if arch == "qwen2" {
-            w.insert(format!("{p}.self_attn.q_proj.bias"), rnd(&[h * hd], 0.1, 0.0));
-            w.insert(format!("{p}.self_attn.k_proj.bias"), rnd(&[kvh * hd], 0.1, 0.0));
-            w.insert(format!("{p}.self_attn.v_proj.bias"), rnd(&[kvh * hd], 0.1, 0.0));
+            w.insert(
+                format!("{p}.self_attn.q_proj.bias"),
+                rnd(&[h * hd], 0.1, 0.0),
+            );
+            w.insert(
+                format!("{p}.self_attn.k_proj.bias"),
+                rnd(&[kvh * hd], 0.1, 0.0),
+            );
+            w.insert(
+                format!("{p}.self_attn.v_proj.bias"),
+                rnd(&[kvh * hd], 0.1, 0.0),
+            );
         }
         if arch == "qwen3" {
             w.insert(format!("{p}.self_attn.q_norm.weight"), rnd(&[hd], 0.2, 1.0));
             w.insert(format!("{p}.self_attn.k_norm.weight"), rnd(&[hd], 0.2, 1.0));
         }
-        w.insert(format!("{p}.mlp.gate_proj.weight"), rnd(&[inter, d], lin, 0.0));
-        w.insert(format!("{p}.mlp.up_proj.weight"), rnd(&[inter, d], lin, 0.0));
+        w.insert(
+            format!("{p}.mlp.gate_proj.weight"),
+            rnd(&[inter, d], lin, 0.0),
+        );
+        w.insert(
+            format!("{p}.mlp.up_proj.weight"),
+            rnd(&[inter, d], lin, 0.0),
+        );
         let lin2 = 1.0 / (inter as f64).sqrt();
-        w.insert(format!("{p}.mlp.down_proj.weight"), rnd(&[d, inter], lin2, 0.0));
+        w.insert(
+            format!("{p}.mlp.down_proj.weight"),
+            rnd(&[d, inter], lin2, 0.0),
+        );
     }
     w.insert("model.norm.weight".to_string(), rnd(&[d], 0.2, 1.0));
     if !cfg["tie_word_embeddings"].as_bool().unwrap() {
@@ -106,7 +150,11 @@ fn random_weights(cfg: &serde_json::Value, seed: u64) -> HashMap<String, Tensor>
 /// Write an HF directory (config.json + model.safetensors).
 fn write_hf_dir(dir: &Path, cfg: &serde_json::Value, w: &HashMap<String, Tensor>) {
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(cfg).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(cfg).unwrap(),
+    )
+    .unwrap();
     candle_core::safetensors::save(w, dir.join("model.safetensors")).unwrap();
 }
 
@@ -144,7 +192,9 @@ const SEQ: [u32; 9] = [5, 17, 3, 42, 60, 8, 8, 23, 11];
 
 /// Our logits `[1, t, vocab]` for `SEQ` from the model in `dir`.
 fn our_logits(dir: &Path) -> Tensor {
-    load_dir(dir, None).forward_all_logits(&ids(&[&SEQ])).unwrap()
+    load_dir(dir, None)
+        .forward_all_logits(&ids(&[&SEQ]))
+        .unwrap()
 }
 
 #[test]
@@ -158,12 +208,15 @@ fn parity_llama_tied_with_candle_transformers() {
     let lc: llama::LlamaConfig = serde_json::from_value(cfg.clone()).unwrap();
     let lc = lc.into_config(false);
     let files = [tmp.path().join("model.safetensors")];
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu) }.unwrap();
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu) }.unwrap();
     let reference = llama::Llama::load(vb, &lc).unwrap();
     let mut worst = 0f32;
     for t in 1..=SEQ.len() {
         let mut cache = llama::Cache::new(false, DType::F32, &lc, &Device::Cpu).unwrap();
-        let r = reference.forward(&ids(&[&SEQ[..t]]), 0, &mut cache).unwrap();
+        let r = reference
+            .forward(&ids(&[&SEQ[..t]]), 0, &mut cache)
+            .unwrap();
         let o = ours.i((.., t - 1, ..)).unwrap();
         worst = worst.max(max_abs_diff(&r, &o));
     }
@@ -182,10 +235,13 @@ fn parity_qwen2_untied_with_candle_transformers() {
     use candle_transformers::models::qwen2;
     let qc: qwen2::Config = serde_json::from_value(cfg.clone()).unwrap();
     let files = [tmp.path().join("model.safetensors")];
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu) }.unwrap();
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu) }.unwrap();
     let mut reference = qwen2::Model::new(&qc, vb).unwrap();
     let hidden = reference.forward(&ids(&[&SEQ]), 0, None).unwrap();
-    let r = hidden.broadcast_matmul(&w["lm_head.weight"].t().unwrap()).unwrap();
+    let r = hidden
+        .broadcast_matmul(&w["lm_head.weight"].t().unwrap())
+        .unwrap();
     let worst = max_abs_diff(&r, &ours);
     eprintln!("qwen2 max abs diff {worst:e}");
     assert!(worst <= 1e-4, "qwen2 logits differ by {worst}");
@@ -202,7 +258,8 @@ fn parity_qwen3_with_candle_transformers() {
     use candle_transformers::models::qwen3;
     let qc: qwen3::Config = serde_json::from_value(cfg.clone()).unwrap();
     let files = [tmp.path().join("model.safetensors")];
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu) }.unwrap();
+    let vb =
+        unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu) }.unwrap();
     let mut reference = qwen3::Model::new(&qc, vb).unwrap();
     let hidden = reference.forward(&ids(&[&SEQ]), 0).unwrap();
     let r = hidden
@@ -226,7 +283,10 @@ fn kv_cache_decode_equals_full_recompute() {
         let mut cache = model.new_cache(2);
         let prefill = 4;
         let l = model
-            .forward_logits(&ids(&[&rows[0][..prefill], &rows[1][..prefill]]), &mut cache)
+            .forward_logits(
+                &ids(&[&rows[0][..prefill], &rows[1][..prefill]]),
+                &mut cache,
+            )
             .unwrap();
         let mut worst = max_abs_diff(&l, &full.i((.., prefill - 1, ..)).unwrap());
         for p in prefill..SEQ.len() {
@@ -263,12 +323,559 @@ fn sharded_checkpoint_loads_like_a_single_file() {
     candle_core::safetensors::save(&a, sharded.join("model-00001-of-00002.safetensors")).unwrap();
     candle_core::safetensors::save(&b, sharded.join("model-00002-of-00002.safetensors")).unwrap();
     let index = serde_json::json!({"metadata": {}, "weight_map": map});
-    std::fs::write(sharded.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        sharded.join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
     let diff = max_abs_diff(&our_logits(&single), &our_logits(&sharded));
     assert_eq!(diff, 0.0);
     // A missing shard is a clear error, not a panic.
     std::fs::remove_file(sharded.join("model-00002-of-00002.safetensors")).unwrap();
     let opts = LoadOptions::default();
-    let err = load::load_model(&ModelFiles::HfDir(sharded), &opts).err().unwrap();
+    let err = load::load_model(&ModelFiles::HfDir(sharded), &opts)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("missing weight shard"), "{err}");
+}
+
+/// Write a GGUF file holding the same weights in llama.cpp's layout (GGUF names, Q/K rows
+/// permuted for GGML's interleaved RoPE, f32 tensors).
+fn write_gguf(path: &Path, cfg: &serde_json::Value, w: &HashMap<String, Tensor>) {
+    use candle_core::quantized::{gguf_file::Value, GgmlDType, QTensor};
+    let g = |k: &str| cfg[k].as_u64().unwrap() as u32;
+    let arch = cfg["model_type"].as_str().unwrap();
+    let (h, kvh) = (
+        g("num_attention_heads") as usize,
+        g("num_key_value_heads") as usize,
+    );
+    let md: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        (
+            format!("{arch}.embedding_length"),
+            Value::U32(g("hidden_size")),
+        ),
+        (
+            format!("{arch}.feed_forward_length"),
+            Value::U32(g("intermediate_size")),
+        ),
+        (
+            format!("{arch}.block_count"),
+            Value::U32(g("num_hidden_layers")),
+        ),
+        (format!("{arch}.attention.head_count"), Value::U32(h as u32)),
+        (
+            format!("{arch}.attention.head_count_kv"),
+            Value::U32(kvh as u32),
+        ),
+        (
+            format!("{arch}.attention.layer_norm_rms_epsilon"),
+            Value::F32(1e-5),
+        ),
+        (format!("{arch}.rope.freq_base"), Value::F32(10000.0)),
+        (format!("{arch}.context_length"), Value::U32(128)),
+    ];
+    let mut tensors = Vec::new();
+    for (hf, t) in w {
+        let name = hf
+            .replace("model.embed_tokens.weight", "token_embd.weight")
+            .replace("model.norm.weight", "output_norm.weight")
+            .replace("lm_head.weight", "output.weight")
+            .replace("model.layers.", "blk.")
+            .replace("input_layernorm", "attn_norm")
+            .replace("post_attention_layernorm", "ffn_norm")
+            .replace("self_attn.q_proj", "attn_q")
+            .replace("self_attn.k_proj", "attn_k")
+            .replace("self_attn.v_proj", "attn_v")
+            .replace("self_attn.o_proj", "attn_output")
+            .replace("mlp.gate_proj", "ffn_gate")
+            .replace("mlp.up_proj", "ffn_up")
+            .replace("mlp.down_proj", "ffn_down");
+        let t = if arch == "llama" && name.ends_with("attn_q.weight") {
+            gguf::permute(t, h).unwrap()
+        } else if arch == "llama" && name.ends_with("attn_k.weight") {
+            gguf::permute(t, kvh).unwrap()
+        } else {
+            t.clone()
+        };
+        tensors.push((name, QTensor::quantize(&t, GgmlDType::F32).unwrap()));
+    }
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut f = std::fs::File::create(path).unwrap();
+    candle_core::quantized::gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
+}
+
+#[test]
+fn gguf_round_trip_unpermutes_q_and_k() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(Arch::Llama, false);
+    let w = random_weights(&cfg, 6);
+    write_hf_dir(tmp.path(), &cfg, &w);
+    let path = tmp.path().join("tiny.gguf");
+    write_gguf(&path, &cfg, &w);
+    let opts = LoadOptions::default();
+    let (m, content) = load::load_model(&ModelFiles::Gguf(path), &opts).unwrap();
+    assert!(content.is_some());
+    assert!(!m.config.tie_word_embeddings);
+    let from_gguf = m.forward_all_logits(&ids(&[&SEQ])).unwrap();
+    let diff = max_abs_diff(&from_gguf, &our_logits(tmp.path()));
+    assert!(diff <= 1e-5, "GGUF logits differ by {diff}");
+    // Sanity: without the un-permutation the logits would be far off.
+    let q = &w["model.layers.0.self_attn.q_proj.weight"];
+    assert!(max_abs_diff(&gguf::permute(q, 4).unwrap(), q) > 0.01);
+    assert_eq!(
+        max_abs_diff(
+            &gguf::unpermute(&gguf::permute(q, 4).unwrap(), 4).unwrap(),
+            q
+        ),
+        0.0
+    );
+}
+
+fn sum_f64(t: &Tensor) -> f64 {
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// Directional central difference of `f` along `dir` for `var` vs the gradient's dot product.
+fn check_direction(
+    var: &Var,
+    grad: &Tensor,
+    dir: &Tensor,
+    eps: f64,
+    f: &dyn Fn() -> f64,
+) -> (f64, f64) {
+    let base = var.as_tensor().copy().unwrap();
+    var.set(&(&base + (dir * eps).unwrap()).unwrap()).unwrap();
+    let up = f();
+    var.set(&(&base - (dir * eps).unwrap()).unwrap()).unwrap();
+    let down = f();
+    var.set(&base).unwrap();
+    let numeric = (up - down) / (2.0 * eps);
+    let analytic = sum_f64(&(grad * dir).unwrap());
+    (analytic, numeric)
+}
+
+fn rand_tensor(shape: &[usize], seed: u64) -> Tensor {
+    let cfg = tiny_config(Arch::Llama, true);
+    let _ = cfg;
+    let len: usize = shape.iter().product();
+    let mut s = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+    let v: Vec<f32> = (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn lora_layer_gradient_matches_finite_differences() {
+    let (inp, out, r) = (6, 5, 3);
+    let x = rand_tensor(&[2, 4, inp], 1);
+    let wout = rand_tensor(&[2, 4, out], 2);
+    let mut lin = Linear::new(rand_tensor(&[out, inp], 3), Some(rand_tensor(&[out], 4)));
+    lin.lora = Some(
+        LoraAdapter::from_tensors(
+            &rand_tensor(&[r, inp], 5),
+            &rand_tensor(&[out, r], 6),
+            6.0,
+            0.0,
+        )
+        .unwrap(),
+    );
+    let lora = lin.lora.clone().unwrap();
+    let f = || sum_f64(&(lin.forward(&x, None).unwrap() * &wout).unwrap());
+    let loss = (lin.forward(&x, None).unwrap() * &wout)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let grads = loss.backward().unwrap();
+    for (k, var) in [&lora.a, &lora.b].into_iter().enumerate() {
+        let g = grads.get(var.as_tensor()).expect("LoRA var has a gradient");
+        // Each coordinate, since the layer is tiny.
+        let n = var.elem_count();
+        for i in 0..n {
+            let mut e = vec![0f32; n];
+            e[i] = 1.0;
+            let dir = Tensor::from_vec(e, var.dims(), &Device::Cpu).unwrap();
+            let (a, num) = check_direction(var, g, &dir, 1e-2, &f);
+            assert!(
+                (a - num).abs() <= 1e-3 * (1.0 + a.abs()),
+                "var {k} coord {i}: {a} vs {num}"
+            );
+        }
+    }
+    // The frozen base weight gets no gradient.
+    assert!(grads.get(&lin.weight).is_none());
+}
+
+/// A tiny model with LoRA on every linear layer, B non-zero so that every gradient is.
+fn lora_model(dir: &Path, arch: Arch, seed: u64) -> Model {
+    let cfg = tiny_config(arch, true);
+    write_hf_dir(dir, &cfg, &random_weights(&cfg, seed));
+    let mut m = load_dir(dir, None);
+    let lc = LoraConfig {
+        r: 2,
+        alpha: 4.0,
+        dropout: 0.0,
+        target_modules: vec!["all-linear".into()],
+    };
+    let mut t = HashMap::new();
+    let mut k = 100;
+    for layer in 0..2 {
+        for (name, lin) in m.layers()[layer].linears() {
+            let (o, i) = lin.dims().unwrap();
+            k += 2;
+            let a = (rand_tensor(&[2, i], k) * 0.5).unwrap();
+            let b = (rand_tensor(&[o, 2], k + 1) * 0.5).unwrap();
+            t.insert(format!("model.layers.{layer}.{name}"), (a, b));
+        }
+    }
+    m.set_lora(&lc, t).unwrap();
+    m
+}
+
+fn train_batch() -> TrainBatch {
+    let rows: [&[u32]; 2] = [&SEQ, &[9, 9, 1, 2, 3, 50, 0, 0, 0]];
+    let mask: Vec<f32> = vec![
+        0., 0., 1., 1., 1., 1., 1., 1., 1., 0., 0., 0., 1., 1., 1., 0., 0., 0.,
+    ];
+    TrainBatch {
+        input_ids: ids(&rows),
+        completion_mask: Tensor::from_vec(mask, (2, 9), &Device::Cpu).unwrap(),
+    }
+}
+
+#[test]
+fn model_lora_gradients_match_finite_differences() {
+    for arch in [Arch::Llama, Arch::Qwen2, Arch::Qwen3] {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = lora_model(tmp.path(), arch, 7);
+        let batch = train_batch();
+        let mask = batch.completion_mask.narrow(1, 1, 8).unwrap();
+        let loss_t = || {
+            (m.token_logprobs(&batch).unwrap() * &mask)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
+        let grads = loss_t().backward().unwrap();
+        let vars = m.trainable_vars();
+        assert_eq!(vars.len(), 2 * 7 * 2);
+        let f = || sum_f64(&loss_t());
+        for (i, v) in vars.iter().enumerate() {
+            let g = grads
+                .get(v.as_tensor())
+                .unwrap_or_else(|| panic!("{arch:?}: var {i} has no gradient"));
+            let dir = rand_tensor(v.dims(), 1000 + i as u64);
+            let dir = (&dir / sum_f64(&dir.sqr().unwrap()).sqrt()).unwrap();
+            // Richardson extrapolation of two central differences cancels the O(eps²) term
+            // (random tiny models are strongly curved).
+            let (a, n1) = check_direction(v, g, &dir, 6e-3, &f);
+            let (_, n2) = check_direction(v, g, &dir, 3e-3, &f);
+            let num = (4.0 * n2 - n1) / 3.0;
+            assert!(
+                (a - num).abs() <= 1e-2 * a.abs().max(num.abs()) + 3e-3,
+                "{arch:?} var {i}: analytic {a} vs numeric {num}"
+            );
+        }
+    }
+}
+
+#[test]
+fn token_logprobs_match_log_softmax_of_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = lora_model(tmp.path(), Arch::Qwen3, 8);
+    let batch = train_batch();
+    let lp = m.token_logprobs(&batch).unwrap();
+    assert_eq!(lp.dims(), &[2, 8]);
+    let logits = m.forward_all_logits(&batch.input_ids).unwrap();
+    let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
+    let targets = batch
+        .input_ids
+        .narrow(1, 1, 8)
+        .unwrap()
+        .unsqueeze(2)
+        .unwrap();
+    let want = lsm
+        .narrow(1, 0, 8)
+        .unwrap()
+        .gather(&targets, 2)
+        .unwrap()
+        .squeeze(2)
+        .unwrap();
+    assert!(max_abs_diff(&lp, &want) < 1e-5);
+}
+
+#[test]
+fn lora_dropout_only_in_training_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(Arch::Llama, true);
+    write_hf_dir(tmp.path(), &cfg, &random_weights(&cfg, 9));
+    let lc = LoraConfig {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.5,
+        target_modules: vec!["q_proj".into(), "v_proj".into()],
+    };
+    let mut m = load_dir(tmp.path(), Some(lc.clone()));
+    // Fresh adapters are the identity: B = 0.
+    let base = load_dir(tmp.path(), None);
+    let batch = train_batch();
+    assert_eq!(
+        max_abs_diff(
+            &m.token_logprobs(&batch).unwrap(),
+            &base.token_logprobs(&batch).unwrap()
+        ),
+        0.0
+    );
+    assert_eq!(m.trainable_vars().len(), 2 * 2 * 2);
+    // Give B a value, then dropout changes the training forward but not the eval forward.
+    let mut t = HashMap::new();
+    for (path, l) in m.lora_adapters() {
+        let b = rand_tensor(l.b.dims(), 3);
+        t.insert(path, (l.a.as_tensor().clone(), b));
+    }
+    m.set_lora(&lc, t).unwrap();
+    let eval1 = m.token_logprobs(&batch).unwrap();
+    m.set_training(true);
+    let train = m.token_logprobs(&batch).unwrap();
+    m.set_training(false);
+    let eval2 = m.token_logprobs(&batch).unwrap();
+    assert_eq!(max_abs_diff(&eval1, &eval2), 0.0);
+    assert!(max_abs_diff(&eval1, &train) > 1e-4);
+}
+
+/// A word-level tokenizer.json for the tiny vocabulary: `t0`..`t60`, `<eos>` = 2 (special).
+fn write_tokenizer(dir: &Path) {
+    let mut vocab = serde_json::Map::new();
+    for i in 0..VOCAB {
+        let tok = match i {
+            0 => "<unk>".to_string(),
+            1 => "<bos>".to_string(),
+            2 => "<eos>".to_string(),
+            _ => format!("t{i}"),
+        };
+        vocab.insert(tok, serde_json::json!(i));
+    }
+    let tj = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [{"id": 2, "content": "<eos>", "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true}],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
+    });
+    std::fs::write(dir.join("tokenizer.json"), tj.to_string()).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        r#"{"eos_token": "<eos>"}"#,
+    )
+    .unwrap();
+}
+
+fn loaded_tiny(arch: Arch, seed: u64) -> (tempfile::TempDir, load::LoadedModel) {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(arch, true);
+    write_hf_dir(tmp.path(), &cfg, &random_weights(&cfg, seed));
+    write_tokenizer(tmp.path());
+    let lm = load::load(tmp.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
+    (tmp, lm)
+}
+
+fn request(prompts: Vec<Vec<u32>>, n: usize, temperature: f32) -> GenerateRequest {
+    GenerateRequest {
+        prompts,
+        n_per_prompt: n,
+        params: SamplingParams {
+            temperature,
+            ..SamplingParams::default()
+        },
+        max_new_tokens: 12,
+        stop_token_ids: vec![],
+        stop_strings: vec![],
+        seed: 42,
+    }
+}
+
+#[test]
+fn seeded_generation_is_reproducible_and_independent_of_the_batch() {
+    let (_tmp, lm) = loaded_tiny(Arch::Qwen3, 10);
+    let a = vec![5u32, 17, 3, 42];
+    let b = vec![8u32, 8, 23];
+    let one =
+        generate::generate(&lm.model, &lm.tokenizer, &request(vec![a.clone()], 4, 1.0)).unwrap();
+    let again =
+        generate::generate(&lm.model, &lm.tokenizer, &request(vec![a.clone()], 4, 1.0)).unwrap();
+    let two = generate::generate(
+        &lm.model,
+        &lm.tokenizer,
+        &request(vec![b, a.clone()], 2, 1.0),
+    )
+    .unwrap();
+    assert_eq!(one.len(), 4);
+    assert_eq!(two.len(), 4);
+    for (x, y) in one.iter().zip(&again) {
+        assert_eq!(x.tokens, y.tokens);
+        assert_eq!(x.logprobs, y.logprobs);
+    }
+    // Rollouts 0 and 1 of prompt `a` are the same in a batch of 4 and in a batch of 2 after
+    // another prompt.
+    for i in 0..2 {
+        let (x, y) = (&one[i], &two[2 + i]);
+        assert_eq!((y.prompt_index, y.index), (1, i));
+        assert_eq!(x.tokens, y.tokens, "rollout {i}");
+        for (p, q) in x.logprobs.iter().zip(&y.logprobs) {
+            assert!((p - q).abs() < 1e-5);
+        }
+    }
+    // Different indices sample differently (with overwhelming probability).
+    assert!(one.iter().any(|r| r.tokens != one[0].tokens));
+    for r in &one {
+        assert!(r.tokens.len() <= 12);
+        assert_eq!(r.tokens.len(), r.logprobs.len());
+        match r.finish {
+            FinishReason::Eos => assert_eq!(*r.tokens.last().unwrap(), 2),
+            FinishReason::Length => assert_eq!(r.tokens.len(), 12),
+            FinishReason::StopString => panic!("no stop strings were given"),
+        }
+    }
+}
+
+#[test]
+fn sampled_logprobs_match_a_full_recompute() {
+    let (_tmp, lm) = loaded_tiny(Arch::Llama, 11);
+    let prompt = vec![5u32, 17, 3, 42];
+    let rs = generate::generate(
+        &lm.model,
+        &lm.tokenizer,
+        &request(vec![prompt.clone()], 3, 1.0),
+    )
+    .unwrap();
+    for r in &rs {
+        let mut seq = prompt.clone();
+        seq.extend(&r.tokens);
+        let logits = lm.model.forward_all_logits(&ids(&[&seq])).unwrap();
+        let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+        for (k, (&t, &lp)) in r.tokens.iter().zip(&r.logprobs).enumerate() {
+            let want = lsm
+                .i((prompt.len() - 1 + k, t as usize))
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!((want - lp).abs() < 1e-4, "token {k}: {lp} vs {want}");
+        }
+    }
+    // Greedy equals step-by-step argmax of the full forward.
+    let g = generate::generate(
+        &lm.model,
+        &lm.tokenizer,
+        &request(vec![prompt.clone()], 2, 0.0),
+    )
+    .unwrap();
+    assert_eq!(g[0].tokens, g[1].tokens);
+    let mut seq = prompt.clone();
+    for &t in &g[0].tokens {
+        let logits = lm.model.forward_all_logits(&ids(&[&seq])).unwrap();
+        let last = logits
+            .i((0, seq.len() - 1))
+            .unwrap()
+            .argmax(0)
+            .unwrap()
+            .to_scalar::<u32>()
+            .unwrap();
+        assert_eq!(t, last);
+        seq.push(t);
+    }
+}
+
+#[test]
+fn stop_strings_and_stop_tokens_end_rollouts() {
+    let (_tmp, lm) = loaded_tiny(Arch::Llama, 12);
+    let prompt = vec![5u32, 17, 3, 42];
+    let free = generate::generate(
+        &lm.model,
+        &lm.tokenizer,
+        &request(vec![prompt.clone()], 1, 0.0),
+    )
+    .unwrap();
+    let toks = &free[0].tokens;
+    assert!(toks.len() >= 3, "{toks:?}");
+    // Stop on the third token as a stop token id.
+    let mut req = request(vec![prompt.clone()], 1, 0.0);
+    req.stop_token_ids = vec![toks[2]];
+    let first_hit = toks.iter().position(|&t| t == toks[2]).unwrap();
+    let r = &generate::generate(&lm.model, &lm.tokenizer, &req).unwrap()[0];
+    assert_eq!(r.finish, FinishReason::Eos);
+    assert_eq!(r.tokens, toks[..=first_hit].to_vec());
+    // Stop on its text as a stop string: the text is cut before it.
+    let mut req = request(vec![prompt], 1, 0.0);
+    let stop = format!("t{}", toks[2]);
+    req.stop_strings = vec![stop.clone()];
+    let r = &generate::generate(&lm.model, &lm.tokenizer, &req).unwrap()[0];
+    assert_eq!(r.finish, FinishReason::StopString);
+    assert!(!r.text.contains(&stop));
+    assert!(
+        free[0].text.starts_with(r.text.as_str()),
+        "{:?} vs {:?}",
+        r.text,
+        free[0].text
+    );
+}
+
+#[test]
+fn peft_adapter_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = lora_model(&tmp.path().join("base"), Arch::Qwen2, 13);
+    let batch = train_batch();
+    let want = m.token_logprobs(&batch).unwrap();
+    let out = tmp.path().join("adapter");
+    peft::save_adapter(&m, &out).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["peft_type"], "LORA");
+    assert_eq!(cfg["task_type"], "CAUSAL_LM");
+    assert_eq!(cfg["r"], 2);
+    assert_eq!(cfg["lora_alpha"], 4.0);
+    let st = candle_core::safetensors::load(out.join("adapter_model.safetensors"), &Device::Cpu)
+        .unwrap();
+    let a = &st["base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"];
+    let b = &st["base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"];
+    assert_eq!(a.dims(), &[2, 32]);
+    assert_eq!(b.dims(), &[32, 2]);
+    assert_eq!(st.len(), 2 * 7 * 2);
+
+    let mut fresh = load_dir(&tmp.path().join("base"), None);
+    let lc = peft::load_adapter(&mut fresh, &out).unwrap();
+    assert_eq!(lc.r, 2);
+    assert_eq!(
+        max_abs_diff(&fresh.token_logprobs(&batch).unwrap(), &want),
+        0.0
+    );
+    assert_eq!(fresh.trainable_vars().len(), 28);
+
+    // Merged weights give the same logits as base + adapter.
+    let merged_dir = tmp.path().join("merged");
+    std::fs::create_dir_all(&merged_dir).unwrap();
+    let merged: HashMap<String, Tensor> = fresh
+        .hf_weights(true, DType::F32)
+        .unwrap()
+        .into_iter()
+        .collect();
+    write_hf_dir(&merged_dir, &tiny_config(Arch::Qwen2, true), &merged);
+    let mm = load_dir(&merged_dir, None);
+    assert!(max_abs_diff(&mm.token_logprobs(&batch).unwrap(), &want) < 1e-5);
 }

@@ -57,6 +57,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
     let mut all: Vec<&Diagnostic> = reports.iter().flat_map(|(_, d)| d).collect();
     all.sort_by_key(|d| d.sort_key());
+    // A parent's problem is found once per spec that extends it; print it once.
+    all.dedup();
     let errors = all.iter().filter(|d| d.is_error()).count();
     let warnings = all.len() - errors;
     let invalid = reports

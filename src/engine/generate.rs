@@ -98,7 +98,9 @@ fn generate_group(
     prompt: &[u32],
 ) -> crate::Result<Vec<Rollout>> {
     if prompt.is_empty() {
-        return Err(crate::Error::Model(format!("prompt {prompt_index} is empty")));
+        return Err(crate::Error::Model(format!(
+            "prompt {prompt_index} is empty"
+        )));
     }
     let vocab = model.config.vocab_size as u32;
     if let Some(bad) = prompt.iter().find(|&&t| t >= vocab) {

@@ -394,7 +394,11 @@ fn compile_partitions(spec: &Experiment, notes: &mut Vec<String>) -> Result<Loop
     let has_prompts = |d: &str| {
         train_src.is_some_and(|s| std::path::Path::new(&data::source_path(s, Some(d))).is_file())
     };
-    let (mut rounds, pending) = partitions::rounds(parts, &has_prompts)?;
+    let outcomes_src = spec.data.outcomes.as_ref();
+    let has_outcomes = |d: &str| {
+        outcomes_src.is_none_or(|s| std::path::Path::new(&s.path.replace("{date}", d)).is_file())
+    };
+    let (mut rounds, pending) = partitions::rounds(parts, &has_prompts, &has_outcomes)?;
     let mut generated = 0usize;
     let mut unknown = Vec::new();
     for r in rounds.iter_mut() {
@@ -444,9 +448,12 @@ fn compile_partitions(spec: &Experiment, notes: &mut Vec<String>) -> Result<Loop
         notes.push(format!("no prompt file for {} (skipped: skip_missing)", skipped.join(", ")));
     }
     if !pending.is_empty() {
-        let p: Vec<&str> = pending.iter().map(|p| p.predictions_from.as_str()).collect();
+        let p: Vec<String> = pending
+            .iter()
+            .map(|p| format!("{} (outcomes of {})", p.predictions_from, p.outcomes_from))
+            .collect();
         notes.push(format!(
-            "predictions of {} are scored after the range (pending for a later run)",
+            "pending, for a later run: predictions of {} — their outcomes are after the range or not there yet",
             p.join(", ")
         ));
     }

@@ -3,8 +3,9 @@
 //! Round D generates predictions for D's prompts and scores the predictions of D−1 against D's
 //! outcomes (what happened the next day), then trains on them. An override
 //! `{predictions_from: P, outcomes_from: H}` moves P's scoring to round H (backfill/recovery,
-//! e.g. 20250810's predictions scored with 20250811's outcomes). Predictions whose scoring date
-//! lies after `to` are pending: a later run scores them.
+//! e.g. 20250810's predictions scored with 20250811's outcomes); an override to an earlier or
+//! the same date is scored in P's own round, right after P's predictions exist. Predictions
+//! whose scoring date lies after `to` are pending: a later run scores them.
 
 use crate::spec::Partitions;
 use crate::{Error, Result};
@@ -73,9 +74,14 @@ pub fn dates(p: &Partitions) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The rounds of the range and the pending pairs. `has_prompts(date)` says whether a date's
-/// prompt file exists (dates without one generate nothing when `skip_missing` is on).
-pub fn rounds(p: &Partitions, has_prompts: &dyn Fn(&str) -> bool) -> Result<(Vec<Round>, Vec<ScorePair>)> {
+/// The rounds of the range and the pending pairs. `has_prompts(date)` / `has_outcomes(date)`
+/// say whether a date's prompt / outcome file exists: with `skip_missing`, dates without prompts
+/// generate nothing and pairs whose outcomes are missing wait (pending).
+pub fn rounds(
+    p: &Partitions,
+    has_prompts: &dyn Fn(&str) -> bool,
+    has_outcomes: &dyn Fn(&str) -> bool,
+) -> Result<(Vec<Round>, Vec<ScorePair>)> {
     let all = dates(p)?;
     for (i, o) in p.overrides.iter().enumerate() {
         parse_date(&format!("schedule.partitions.overrides[{i}].predictions_from"), &o.predictions_from)?;
@@ -111,14 +117,14 @@ pub fn rounds(p: &Partitions, has_prompts: &dyn Fn(&str) -> bool) -> Result<(Vec
                 }
             }
         };
-        if pair.outcomes_from <= pair.predictions_from {
-            return Err(Error::Spec(format!(
-                "schedule.partitions.overrides: predictions of {} cannot be scored with outcomes of {} \
-                 (not later)",
-                pair.predictions_from, pair.outcomes_from
-            )));
+        // Predictions exist once their own round has generated them, so a pair is scored in
+        // round max(predictions, outcomes) (YYYYMMDD strings order as dates).
+        let at = pair.outcomes_from.clone().max(pair.predictions_from.clone());
+        if p.skip_missing && !has_outcomes(&pair.outcomes_from) {
+            pending.push(pair);
+            continue;
         }
-        match rounds.iter_mut().find(|r| r.date == pair.outcomes_from) {
+        match rounds.iter_mut().find(|r| r.date == at) {
             Some(r) => r.score.push(pair),
             None => pending.push(pair),
         }

@@ -126,13 +126,14 @@ fn tree(o: &mut String, plan: &Plan) {
                         .iter()
                         .map(|p| {
                             format!(
-                                "{}{}",
+                                "predictions {} × outcomes {}{}",
                                 p.predictions_from,
+                                p.outcomes_from,
                                 if p.overridden { " (override)" } else { "" }
                             )
                         })
                         .collect();
-                    format!("; score {} with these outcomes → rank → train{steps} → eval", pairs.join(" + "))
+                    format!("; score {} → rank → train{steps} → eval", pairs.join(" + "))
                 };
                 let _ = writeln!(o, "  {}: {gen}{score}", r.date);
             }
@@ -157,7 +158,17 @@ fn short_hash(h: &str) -> &str {
     &h[..h.len().min(12)]
 }
 
-/// A float compactly: shortest round-trip form.
+/// A float compactly, to 4 significant digits: `1e-5`, `5.413e-6`, `0`.
 fn fmt_f(x: f64) -> String {
-    format!("{x:?}")
+    if x == 0.0 {
+        return "0".into();
+    }
+    let s = format!("{x:.3e}");
+    match s.split_once('e') {
+        Some((m, e)) => {
+            let m = m.trim_end_matches('0').trim_end_matches('.');
+            format!("{m}e{e}")
+        }
+        None => s,
+    }
 }

@@ -12,7 +12,7 @@
 //!   (`1.234,5` = 1234.5, `1,234.5` = 1234.5); a lone separator is a thousands separator when
 //!   every group after it has exactly three digits and it occurs more than once or its first
 //!   group is 1–3 digits long (`1,234` = 1234, `1.234.567` = 1234567) — otherwise a decimal
-//!   separator (`4,5` = 4.5, `3.14` = 3.14, `12,50` = 12.5). The only ambiguous case, a single
+//!   separator (`4,5` = 4.5, `2.75` = 2.75, `12,50` = 12.5). The only ambiguous case, a single
 //!   separator followed by exactly three digits (`1,234` / `1.234`), is read as thousands; set
 //!   `decimal` when the data says otherwise.
 //! - `point`: `.` is decimal, `,` groups thousands. `comma`: `,` is decimal, `.` groups
@@ -287,7 +287,7 @@ mod tests {
             ("54.", Some(54.0)),
             ("4,5", Some(4.5)),
             ("12,50", Some(12.5)),
-            ("3.14", Some(3.14)),
+            ("2.75", Some(2.75)),
             ("1,234", Some(1234.0)),
             ("1.234.567", Some(1234567.0)),
             ("1,234,567", Some(1234567.0)),

@@ -279,7 +279,7 @@ fn dr_grpo_scaling(spec: &Experiment, out: &mut Vec<Finding>) {
                 "Dr. GRPO (loss_type dr_grpo) with std scaling: dividing advantages by the \
                  reward std reintroduces the difficulty bias Dr. GRPO removes",
             )
-            .hint(Some("scale_rewards: none".into())),
+            .hint(Some("set rank.scale_rewards: none".into())),
         );
     }
 }

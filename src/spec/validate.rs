@@ -20,7 +20,7 @@ use jsonschema::error::ValidationErrorKind;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use super::locate::{self, join, locate_in, pointer_to_path, Location, Locator, SourceMap};
+use super::locate::{join, locate_in, pointer_to_path, Location, Locator, SourceMap};
 use super::resolve::{resolve_detailed, IssueKind, Origin, ResolveIssue, ResolveOptions};
 use super::rules::{self, RuleContext};
 use super::suggest::{self, did_you_mean, plain};
@@ -147,6 +147,16 @@ pub fn validate_file(path: &Path, opts: &ResolveOptions) -> Vec<Diagnostic> {
         let mut merged = serde_json::to_value(Experiment::default()).unwrap_or(Json::Null);
         for file in chain.iter().rev() {
             merge(&mut merged, &file.doc);
+        }
+        // As in resolution: the name belongs to the file (its stem unless written).
+        if let (Some(top), Json::Object(m)) = (chain.first(), &mut merged) {
+            if top.doc.get("name").is_none() {
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                m.insert("name".into(), Json::String(stem));
+            }
         }
         for issue in check_schema(&schema, &schema, &merged, "", false) {
             let loc = locator.locate(&issue.path, issue.key);
@@ -796,9 +806,6 @@ fn from_resolve_issue(issue: &ResolveIssue, chain: &[SpecFile], locator: &Locato
     Diagnostic::new(loc, path, Severity::Error, issue.message.clone())
         .with_hint(hint.map(|h| suggest::hint(&h)))
 }
-
-/// Re-exported for callers that locate their own findings.
-pub use locate::Pos;
 
 #[cfg(test)]
 mod tests {

@@ -20,11 +20,15 @@ pub struct GgufWeights {
 /// Read `path`: parse metadata, dequantize every tensor to f32.
 pub fn read(path: &Path) -> crate::Result<GgufWeights> {
     let mut file = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
-    let content = gguf_file::Content::read(&mut file)
-        .map_err(|e| crate::Error::Model(format!("{}: not a readable GGUF file: {e}", path.display())))?;
-    let embd = content.tensor_infos.get("token_embd.weight").ok_or_else(|| {
-        crate::Error::Model(format!("{}: no token_embd.weight tensor", path.display()))
+    let content = gguf_file::Content::read(&mut file).map_err(|e| {
+        crate::Error::Model(format!("{}: not a readable GGUF file: {e}", path.display()))
     })?;
+    let embd = content
+        .tensor_infos
+        .get("token_embd.weight")
+        .ok_or_else(|| {
+            crate::Error::Model(format!("{}: no token_embd.weight tensor", path.display()))
+        })?;
     let vocab_size = embd.shape.dims()[0];
     let tied = !content.tensor_infos.contains_key("output.weight");
     let config = Config::from_gguf(&content, vocab_size, tied)?;

@@ -26,12 +26,18 @@ pub fn weight_files(dir: &Path) -> crate::Result<Vec<PathBuf>> {
         let text = std::fs::read_to_string(&index).map_err(|e| crate::Error::io(&index, e))?;
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| crate::Error::Model(format!("{}: {e}", index.display())))?;
-        let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-            crate::Error::Model(format!("{}: no `weight_map` object", index.display()))
-        })?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| {
+                crate::Error::Model(format!("{}: no `weight_map` object", index.display()))
+            })?;
         let shards: BTreeSet<&str> = map.values().filter_map(|f| f.as_str()).collect();
         if shards.is_empty() {
-            return Err(crate::Error::Model(format!("{}: empty weight_map", index.display())));
+            return Err(crate::Error::Model(format!(
+                "{}: empty weight_map",
+                index.display()
+            )));
         }
         return Ok(shards.into_iter().map(|s| dir.join(s)).collect());
     }
@@ -46,7 +52,10 @@ pub fn read_weights(files: &[PathBuf]) -> crate::Result<HashMap<String, Tensor>>
     let mut all = HashMap::new();
     for f in files {
         if !f.is_file() {
-            return Err(crate::Error::Model(format!("missing weight shard {}", f.display())));
+            return Err(crate::Error::Model(format!(
+                "missing weight shard {}",
+                f.display()
+            )));
         }
         let part = candle_core::safetensors::load(f, &Device::Cpu)
             .map_err(|e| crate::Error::Model(format!("{}: {e}", f.display())))?;

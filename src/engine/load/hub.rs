@@ -18,7 +18,8 @@ pub fn looks_like_hub_id(s: &str) -> bool {
         && parts.iter().all(|p| {
             !p.is_empty()
                 && !p.starts_with('.')
-                && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         })
 }
 
@@ -53,9 +54,10 @@ pub fn resolve(id: &str) -> crate::Result<PathBuf> {
             .map(|names| names.iter().all(|n| repo.get(n).is_some()))
             .unwrap_or(false)
         {
-            return cfg.parent().map(|p| p.to_path_buf()).ok_or_else(|| {
-                crate::Error::Model(format!("odd cache path {}", cfg.display()))
-            });
+            return cfg
+                .parent()
+                .map(|p| p.to_path_buf())
+                .ok_or_else(|| crate::Error::Model(format!("odd cache path {}", cfg.display())));
         }
     }
     if offline() {

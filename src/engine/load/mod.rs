@@ -105,7 +105,10 @@ pub fn load_model(
         ModelFiles::HfDir(dir) => {
             let config = hf_dir::read_config(dir)?;
             let mut w = hf_dir::read_weights(&hf_dir::weight_files(dir)?)?;
-            (Model::from_weights(config, &mut w, opts.dtype, &opts.device)?, None)
+            (
+                Model::from_weights(config, &mut w, opts.dtype, &opts.device)?,
+                None,
+            )
         }
         ModelFiles::Gguf(path) => {
             let mut g = gguf::read(path)?;
@@ -129,7 +132,10 @@ pub fn load(id_or_path: &str, opts: &LoadOptions) -> crate::Result<LoadedModel> 
         (_, Some(c)) => tokenizer::from_gguf(c)?,
         (ModelFiles::HfDir(dir), None) => tokenizer::from_hf_dir(dir)?,
         (ModelFiles::Gguf(p), None) => {
-            return Err(crate::Error::Model(format!("{}: GGUF metadata missing", p.display())))
+            return Err(crate::Error::Model(format!(
+                "{}: GGUF metadata missing",
+                p.display()
+            )))
         }
     };
     // Keep the name the user gave (hub id or asset name) for PEFT's base_model_name_or_path.

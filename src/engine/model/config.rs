@@ -195,8 +195,8 @@ impl Config {
         if num_attention_heads == 0 {
             return Err(crate::Error::Model("GGUF: head_count is 0".into()));
         }
-        let num_key_value_heads = usize_of(&format!("{a}.attention.head_count_kv"))
-            .unwrap_or(num_attention_heads);
+        let num_key_value_heads =
+            usize_of(&format!("{a}.attention.head_count_kv")).unwrap_or(num_attention_heads);
         let head_dim = usize_of(&format!("{a}.attention.key_length"))
             .unwrap_or(hidden_size / num_attention_heads);
         let u32_of = |key: &str| md.get(key).and_then(|v| v.to_u32().ok());
@@ -224,8 +224,7 @@ impl Config {
     }
 
     fn validate(&self) -> crate::Result<()> {
-        if self.num_key_value_heads == 0
-            || self.num_attention_heads % self.num_key_value_heads != 0
+        if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0
         {
             return Err(crate::Error::Model(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",

@@ -51,7 +51,12 @@ pub struct Rope {
 impl Rope {
     /// Tables for positions `offset..offset + t`, HF's non-interleaved layout:
     /// angle(p, i) = p · θ^(−2i/d).
-    pub fn new(cfg: &Config, offset: usize, t: usize, device: &candle_core::Device) -> Result<Self> {
+    pub fn new(
+        cfg: &Config,
+        offset: usize,
+        t: usize,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
         let d = cfg.head_dim;
         let inv_freq: Vec<f32> = (0..d)
             .step_by(2)

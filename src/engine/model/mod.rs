@@ -145,19 +145,26 @@ impl Model {
         let c = &config;
         let (d, inter, hd) = (c.hidden_size, c.intermediate_size, c.head_dim);
         let (qd, kvd) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);
-        let embed_tokens = take(w, "model.embed_tokens.weight", &[c.vocab_size, d], dtype, device)?;
+        let embed_tokens = take(
+            w,
+            "model.embed_tokens.weight",
+            &[c.vocab_size, d],
+            dtype,
+            device,
+        )?;
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
             let p = format!("model.layers.{i}");
-            let mut lin = |name: &str, out: usize, inp: usize, bias: bool| -> crate::Result<Linear> {
-                let wt = take(w, &format!("{p}.{name}.weight"), &[out, inp], dtype, device)?;
-                let b = if bias {
-                    Some(take(w, &format!("{p}.{name}.bias"), &[out], dtype, device)?)
-                } else {
-                    None
+            let mut lin =
+                |name: &str, out: usize, inp: usize, bias: bool| -> crate::Result<Linear> {
+                    let wt = take(w, &format!("{p}.{name}.weight"), &[out, inp], dtype, device)?;
+                    let b = if bias {
+                        Some(take(w, &format!("{p}.{name}.bias"), &[out], dtype, device)?)
+                    } else {
+                        None
+                    };
+                    Ok(Linear::new(wt, b))
                 };
-                Ok(Linear::new(wt, b))
-            };
             let q_proj = lin("self_attn.q_proj", qd, d, c.qkv_bias)?;
             let k_proj = lin("self_attn.k_proj", kvd, d, c.qkv_bias)?;
             let v_proj = lin("self_attn.v_proj", kvd, d, c.qkv_bias)?;
@@ -167,14 +174,32 @@ impl Model {
             let down_proj = lin("mlp.down_proj", d, inter, false)?;
             let (q_norm, k_norm) = if c.qk_norm {
                 (
-                    Some(take(w, &format!("{p}.self_attn.q_norm.weight"), &[hd], dtype, device)?),
-                    Some(take(w, &format!("{p}.self_attn.k_norm.weight"), &[hd], dtype, device)?),
+                    Some(take(
+                        w,
+                        &format!("{p}.self_attn.q_norm.weight"),
+                        &[hd],
+                        dtype,
+                        device,
+                    )?),
+                    Some(take(
+                        w,
+                        &format!("{p}.self_attn.k_norm.weight"),
+                        &[hd],
+                        dtype,
+                        device,
+                    )?),
                 )
             } else {
                 (None, None)
             };
             layers.push(DecoderLayer {
-                input_layernorm: take(w, &format!("{p}.input_layernorm.weight"), &[d], dtype, device)?,
+                input_layernorm: take(
+                    w,
+                    &format!("{p}.input_layernorm.weight"),
+                    &[d],
+                    dtype,
+                    device,
+                )?,
                 post_attention_layernorm: take(
                     w,
                     &format!("{p}.post_attention_layernorm.weight"),
@@ -209,7 +234,13 @@ impl Model {
             w.remove("lm_head.weight");
             None
         } else {
-            Some(take(w, "lm_head.weight", &[config.vocab_size, d], dtype, device)?)
+            Some(take(
+                w,
+                "lm_head.weight",
+                &[config.vocab_size, d],
+                dtype,
+                device,
+            )?)
         };
         Ok(Model {
             config,
@@ -305,7 +336,8 @@ impl Model {
     pub fn forward_all_logits(&self, input_ids: &Tensor) -> crate::Result<Tensor> {
         let x = self.hidden(input_ids, None, None)?;
         let x = ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
-        Ok(x.broadcast_matmul(&self.lm_head().t()?)?.to_dtype(DType::F32)?)
+        Ok(x.broadcast_matmul(&self.lm_head().t()?)?
+            .to_dtype(DType::F32)?)
     }
 
     /// Per-token log-probs `[b, t-1]` of `input_ids[:, 1:]` (the mask says which count).
@@ -331,7 +363,9 @@ impl Model {
         let lp = if self.full_finetune {
             // The head is trainable here, so compose from primitives (the fused op treats the
             // head as frozen).
-            let logits = hidden.to_dtype(DType::F32)?.matmul(&self.lm_head().to_dtype(DType::F32)?.t()?)?;
+            let logits = hidden
+                .to_dtype(DType::F32)?
+                .matmul(&self.lm_head().to_dtype(DType::F32)?.t()?)?;
             let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
             lsm.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?
         } else {
@@ -377,7 +411,13 @@ impl Model {
                 if targets.iter().any(|t| name.ends_with(t.as_str())) {
                     let (out, inp) = lin.dims()?;
                     lin.lora = Some(LoraAdapter::fresh(
-                        inp, out, cfg.r, cfg.alpha, cfg.dropout, &mut rng, &device,
+                        inp,
+                        out,
+                        cfg.r,
+                        cfg.alpha,
+                        cfg.dropout,
+                        &mut rng,
+                        &device,
                     )?);
                 }
             }

@@ -8,7 +8,9 @@ use rand_chacha::ChaCha8Rng;
 pub fn rand(seed: u64, shape: &[usize], scale: f64, dt: DType) -> Tensor {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n).map(|_| (rng.random::<f64>() * 2.0 - 1.0) * scale).collect();
+    let v: Vec<f64> = (0..n)
+        .map(|_| (rng.random::<f64>() * 2.0 - 1.0) * scale)
+        .collect();
     Tensor::from_vec(v, shape, &Device::Cpu)
         .and_then(|t| t.to_dtype(dt))
         .expect("tensor")
@@ -27,7 +29,10 @@ pub fn assert_close(a: &Tensor, b: &Tensor, rtol: f64, atol: f64, what: &str) {
     let (va, vb) = (values(a), values(b));
     let mut worst = (0.0f64, 0usize);
     for (i, (x, y)) in va.iter().zip(&vb).enumerate() {
-        assert!(x.is_finite() == y.is_finite(), "{what}: non-finite at {i}: {x} vs {y}");
+        assert!(
+            x.is_finite() == y.is_finite(),
+            "{what}: non-finite at {i}: {x} vs {y}"
+        );
         let excess = (x - y).abs() - (atol + rtol * y.abs());
         if excess > worst.0 {
             worst = (excess, i);
@@ -63,11 +68,17 @@ pub fn grads(f: Graph, inputs: &[Tensor], trainable: &[bool]) -> Vec<Option<Tens
     let ts: Vec<Tensor> = inputs
         .iter()
         .zip(&vars)
-        .map(|(t, v)| v.as_ref().map_or_else(|| t.clone(), |v| v.as_tensor().clone()))
+        .map(|(t, v)| {
+            v.as_ref()
+                .map_or_else(|| t.clone(), |v| v.as_tensor().clone())
+        })
         .collect();
     let store = loss(f, &ts).and_then(|l| l.backward()).expect("backward");
     vars.iter()
-        .map(|v| v.as_ref().map(|v| store.get(v.as_tensor()).expect("missing gradient").clone()))
+        .map(|v| {
+            v.as_ref()
+                .map(|v| store.get(v.as_tensor()).expect("missing gradient").clone())
+        })
         .collect()
 }
 
@@ -78,7 +89,9 @@ pub fn fd_grad(f: Graph, inputs: &[Tensor], idx: usize, eps: f64) -> Tensor {
     let at = |v: Vec<f64>| -> f64 {
         let mut ts = inputs.to_vec();
         ts[idx] = Tensor::from_vec(v, x.shape(), &Device::Cpu).expect("t");
-        loss(f, &ts).and_then(|l| l.to_scalar::<f64>()).expect("loss")
+        loss(f, &ts)
+            .and_then(|l| l.to_scalar::<f64>())
+            .expect("loss")
     };
     let g: Vec<f64> = (0..base.len())
         .map(|i| {
@@ -93,15 +106,33 @@ pub fn fd_grad(f: Graph, inputs: &[Tensor], idx: usize, eps: f64) -> Tensor {
 
 /// Checks `fused` against `reference`: the f32 forward (rtol 1e-5), and in f64 the gradients
 /// of every trainable input against the reference's autograd and against finite differences.
-pub fn check_op(name: &str, fused: Graph, reference: Graph, inputs64: &[Tensor], trainable: &[bool]) {
+pub fn check_op(
+    name: &str,
+    fused: Graph,
+    reference: Graph,
+    inputs64: &[Tensor],
+    trainable: &[bool],
+) {
     let inputs32: Vec<Tensor> = inputs64
         .iter()
-        .map(|t| if t.dtype() == DType::F64 { t.to_dtype(DType::F32).expect("f32") } else { t.clone() })
+        .map(|t| {
+            if t.dtype() == DType::F64 {
+                t.to_dtype(DType::F32).expect("f32")
+            } else {
+                t.clone()
+            }
+        })
         .collect();
-    let (y, yr) = (fused(&inputs32).expect("fused"), reference(&inputs32).expect("reference"));
+    let (y, yr) = (
+        fused(&inputs32).expect("fused"),
+        reference(&inputs32).expect("reference"),
+    );
     assert_eq!(y.dtype(), yr.dtype(), "{name}: dtype");
     assert_close(&y, &yr, 1e-5, 1e-6, &format!("{name} forward f32"));
-    let (y, yr) = (fused(inputs64).expect("fused"), reference(inputs64).expect("reference"));
+    let (y, yr) = (
+        fused(inputs64).expect("fused"),
+        reference(inputs64).expect("reference"),
+    );
     assert_close(&y, &yr, 1e-12, 1e-12, &format!("{name} forward f64"));
 
     let g = grads(fused, inputs64, trainable);
@@ -110,14 +141,26 @@ pub fn check_op(name: &str, fused: Graph, reference: Graph, inputs64: &[Tensor],
         let (Some(a), Some(b)) = (a, b) else { continue };
         assert_close(a, b, 1e-9, 1e-11, &format!("{name} grad {i} vs reference"));
         let fd = fd_grad(fused, inputs64, i, 1e-6);
-        assert_close(a, &fd, 1e-6, 1e-7, &format!("{name} grad {i} vs finite differences"));
+        assert_close(
+            a,
+            &fd,
+            1e-6,
+            1e-7,
+            &format!("{name} grad {i} vs finite differences"),
+        );
     }
     // f32 gradients agree with the reference too.
     let g = grads(fused, &inputs32, trainable);
     let gr = grads(reference, &inputs32, trainable);
     for (i, (a, b)) in g.iter().zip(&gr).enumerate() {
         if let (Some(a), Some(b)) = (a, b) {
-            assert_close(a, b, 1e-4, 1e-5, &format!("{name} grad {i} f32 vs reference"));
+            assert_close(
+                a,
+                b,
+                1e-4,
+                1e-5,
+                &format!("{name} grad {i} f32 vs reference"),
+            );
         }
     }
 }

@@ -96,7 +96,9 @@ fn rope_table() -> (Tensor, Tensor) {
 fn lora_block_gradients_match_reference_and_finite_differences() {
     let f = DType::F64;
     let (cos, sin) = rope_table();
-    let targets: Vec<u32> = (0..(B * T) as u32).map(|i| (i * 5 + 1) % VOCAB as u32).collect();
+    let targets: Vec<u32> = (0..(B * T) as u32)
+        .map(|i| (i * 5 + 1) % VOCAB as u32)
+        .collect();
     let inputs = vec![
         rand(1, &[B, T, DM], 1.0, f),
         (rand(2, &[DM], 0.3, f) + 1.0).unwrap(),

@@ -30,14 +30,23 @@ fn geom(h: &Shape, head: &Shape, t: &Shape) -> Result<(usize, usize, usize)> {
     Ok((t.elem_count(), d, v))
 }
 
-fn log_sum_exp<T: Real>(row: &[T]) -> T {
-    let max = row.iter().fold(T::neg_infinity(), |m, &x| if x > m { x } else { m });
-    let sum: T = row.iter().map(|&x| (x - max).exp()).sum();
-    max + sum.ln()
+/// `log Σ exp(row)`; overwrites `row` with `exp(row − max)`.
+fn log_sum_exp<T: Real>(row: &mut [T]) -> T {
+    let max = row
+        .iter()
+        .fold(T::neg_infinity(), |m, &x| if x > m { x } else { m });
+    max + T::exp_shift_sum(row, max).ln()
 }
 
 impl TokenLogprobs {
-    fn forward<T: Real>(&self, h: &[T], head: Mat<'_, T>, tg: &[u32], d: usize, v: usize) -> Result<Vec<T>> {
+    fn forward<T: Real>(
+        &self,
+        h: &[T],
+        head: Mat<'_, T>,
+        tg: &[u32],
+        d: usize,
+        v: usize,
+    ) -> Result<Vec<T>> {
         let n = tg.len();
         let chunk = self.chunk_rows.max(1);
         let mut out = vec![T::zero(); n];
@@ -47,9 +56,12 @@ impl TokenLogprobs {
             let logits = &mut logits[..m * v];
             matmul(m, v, d, logits, Mat::rows(&h[r0 * d..], d), head.t())?;
             out.par_iter_mut()
-                .zip(logits.par_chunks(v))
+                .zip(logits.par_chunks_mut(v))
                 .zip(&tg[r0..r0 + m])
-                .for_each(|((o, row), &t)| *o = row[t as usize] - log_sum_exp(row));
+                .for_each(|((o, row), &t)| {
+                    let picked = row[t as usize];
+                    *o = picked - log_sum_exp(row);
+                });
         }
         Ok(out)
     }
@@ -76,8 +88,9 @@ impl TokenLogprobs {
             g.par_chunks_mut(v).enumerate().for_each(|(i, row)| {
                 let (r, t) = (r0 + i, tg[r0 + i] as usize);
                 let (up, lse) = (dy[r], row[t] - y[r]);
+                T::exp_shift_sum(row, lse);
                 for x in row.iter_mut() {
-                    *x = -up * (*x - lse).exp();
+                    *x = -up * *x;
                 }
                 row[t] += up;
             });
@@ -112,8 +125,20 @@ impl CustomOp3 for TokenLogprobs {
         let tg: &[u32] = slice(s3, l3, NAME)?;
         check_targets(tg, v)?;
         let y = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(self.forward::<f32>(slice(s1, l1, NAME)?, mat(s2, l2, NAME)?, tg, d, v)?),
-            DType::F64 => CpuStorage::F64(self.forward::<f64>(slice(s1, l1, NAME)?, mat(s2, l2, NAME)?, tg, d, v)?),
+            DType::F32 => CpuStorage::F32(self.forward::<f32>(
+                slice(s1, l1, NAME)?,
+                mat(s2, l2, NAME)?,
+                tg,
+                d,
+                v,
+            )?),
+            DType::F64 => CpuStorage::F64(self.forward::<f64>(
+                slice(s1, l1, NAME)?,
+                mat(s2, l2, NAME)?,
+                tg,
+                d,
+                v,
+            )?),
             dt => bail!("{NAME}: unsupported dtype {dt:?}"),
         };
         Ok((y, l3.shape().clone()))
@@ -138,7 +163,15 @@ impl CustomOp3 for TokenLogprobs {
         macro_rules! run {
             ($t:ty) => {
                 Tensor::from_vec(
-                    self.backward::<$t>(vh.slice()?, vhead.mat()?, tg, vy.slice()?, vdy.slice()?, d, v)?,
+                    self.backward::<$t>(
+                        vh.slice()?,
+                        vhead.mat()?,
+                        tg,
+                        vy.slice()?,
+                        vdy.slice()?,
+                        d,
+                        v,
+                    )?,
                     h.shape(),
                     h.device(),
                 )?

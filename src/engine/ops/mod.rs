@@ -68,11 +68,19 @@ pub fn causal_softmax(scores: &Tensor, offset: usize) -> Result<Tensor> {
 
 /// [`causal_softmax`] for left-padded batches: batch row `b` also masks keys
 /// `0..key_start[b]`. Query rows that see no key at all (padding queries) come out all zeros.
-pub fn causal_softmax_padded(scores: &Tensor, offset: usize, key_start: &[usize]) -> Result<Tensor> {
+pub fn causal_softmax_padded(
+    scores: &Tensor,
+    offset: usize,
+    key_start: &[usize],
+) -> Result<Tensor> {
     causal_softmax_impl(scores, offset, Some(key_start))
 }
 
-fn causal_softmax_impl(scores: &Tensor, offset: usize, key_start: Option<&[usize]>) -> Result<Tensor> {
+fn causal_softmax_impl(
+    scores: &Tensor,
+    offset: usize,
+    key_start: Option<&[usize]>,
+) -> Result<Tensor> {
     if !scores.device().is_cpu() {
         return match key_start {
             Some(ks) => reference::causal_softmax_padded(scores, offset, ks),
@@ -192,8 +200,8 @@ pub mod reference {
                 (0..q).flat_map(move |i| (0..k).map(move |j| u8::from(j >= s && j <= offset + i)))
             })
             .collect();
-        let keep = Tensor::from_vec(keep, (b, 1, q, k), scores.device())?
-            .broadcast_as(scores.shape())?;
+        let keep =
+            Tensor::from_vec(keep, (b, 1, q, k), scores.device())?.broadcast_as(scores.shape())?;
         // A finite fill keeps fully masked rows finite (uniform), then they are zeroed.
         let fill = Tensor::new(-1e30f32, scores.device())?
             .to_dtype(scores.dtype())?

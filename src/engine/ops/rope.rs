@@ -110,7 +110,11 @@ impl CustomOp3 for Rope {
         }
         let g = geom(x.shape(), cos.shape(), sin.shape())?;
         let dy = dy.contiguous()?;
-        let (vc, vs, vdy) = (View::of(cos, NAME), View::of(sin, NAME), View::of(&dy, NAME));
+        let (vc, vs, vdy) = (
+            View::of(cos, NAME),
+            View::of(sin, NAME),
+            View::of(&dy, NAME),
+        );
         let dx = match x.dtype() {
             DType::F32 => Tensor::from_vec(
                 rotate::<f32>(vdy.slice()?, vc.slice()?, vs.slice()?, &g, -1.0),
@@ -181,7 +185,10 @@ mod tests {
     fn rope_rejects_mismatched_tables() {
         let x = rand(43, &[1, 1, 3, 8], 1.0, DType::F32);
         let (cos, sin) = table(&[0], 4, 8);
-        let (cos, sin) = (cos.to_dtype(DType::F32).unwrap(), sin.to_dtype(DType::F32).unwrap());
+        let (cos, sin) = (
+            cos.to_dtype(DType::F32).unwrap(),
+            sin.to_dtype(DType::F32).unwrap(),
+        );
         assert!(rope(&x, &cos, &sin).is_err());
     }
 }

@@ -63,16 +63,13 @@ impl CausalSoftmax {
                 return;
             }
             let xr = &x[r * g.k + lo..r * g.k + hi];
-            let max = xr.iter().fold(T::neg_infinity(), |m, &v| if v > m { v } else { m });
+            let max = xr
+                .iter()
+                .fold(T::neg_infinity(), |m, &v| if v > m { v } else { m });
             let out = &mut yr[lo..hi];
-            let mut sum = T::zero();
-            for (o, &v) in out.iter_mut().zip(xr) {
-                let e = (v - max).exp();
-                *o = e;
-                sum += e;
-            }
-            let inv = sum.recip();
-            out.iter_mut().for_each(|o| *o = *o * inv);
+            out.copy_from_slice(xr);
+            let inv = T::exp_shift_sum(out, max).recip();
+            out.iter_mut().for_each(|o| *o *= inv);
         });
         y
     }
@@ -84,7 +81,10 @@ impl CausalSoftmax {
             if lo >= hi {
                 return;
             }
-            let (yr, dyr) = (&y[r * g.k + lo..r * g.k + hi], &dy[r * g.k + lo..r * g.k + hi]);
+            let (yr, dyr) = (
+                &y[r * g.k + lo..r * g.k + hi],
+                &dy[r * g.k + lo..r * g.k + hi],
+            );
             let s = dot(yr, dyr);
             for ((o, &yi), &gi) in dxr[lo..hi].iter_mut().zip(yr).zip(dyr) {
                 *o = yi * (gi - s);
@@ -165,7 +165,7 @@ mod tests {
             "causal_softmax_padded",
             &|t| causal_softmax_padded(&t[0], 2, &starts),
             &|t| reference::causal_softmax_padded(&t[0], 2, &starts),
-            &[x.clone()],
+            std::slice::from_ref(&x),
             &[true],
         );
         let y = causal_softmax_padded(&x, 2, &starts).unwrap();

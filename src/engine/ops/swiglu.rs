@@ -78,17 +78,19 @@ impl CustomOp2 for SwiGlu {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         if l1.shape() != l2.shape() {
-            bail!("{NAME}: gate {:?} and up {:?} differ", l1.shape(), l2.shape());
+            bail!(
+                "{NAME}: gate {:?} and up {:?} differ",
+                l1.shape(),
+                l2.shape()
+            );
         }
         let y = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(forward::<f32>(
-                slice(s1, l1, NAME)?,
-                slice(s2, l2, NAME)?,
-            )),
-            DType::F64 => CpuStorage::F64(forward::<f64>(
-                slice(s1, l1, NAME)?,
-                slice(s2, l2, NAME)?,
-            )),
+            DType::F32 => {
+                CpuStorage::F32(forward::<f32>(slice(s1, l1, NAME)?, slice(s2, l2, NAME)?))
+            }
+            DType::F64 => {
+                CpuStorage::F64(forward::<f64>(slice(s1, l1, NAME)?, slice(s2, l2, NAME)?))
+            }
             dt => bail!("{NAME}: unsupported dtype {dt:?}"),
         };
         Ok((y, l1.shape().clone()))
