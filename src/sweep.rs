@@ -79,7 +79,9 @@ fn axes(sweep: &Sweep) -> Result<Vec<Axis>> {
     let mut axes = Vec::new();
     for (path, values) in &sweep.grid {
         if values.is_empty() {
-            return Err(Error::Spec(format!("sweep.grid.{path}: the list of values is empty")));
+            return Err(Error::Spec(format!(
+                "sweep.grid.{path}: the list of values is empty"
+            )));
         }
         axes.push(Axis {
             paths: vec![path.clone()],
@@ -100,7 +102,9 @@ fn axes(sweep: &Sweep) -> Result<Vec<Axis>> {
             return Err(Error::Spec("sweep.zip: the zipped lists are empty".into()));
         }
         if let Some(p) = sweep.zip.keys().find(|p| sweep.grid.contains_key(*p)) {
-            return Err(Error::Spec(format!("sweep.zip.{p}: the path is also in sweep.grid")));
+            return Err(Error::Spec(format!(
+                "sweep.zip.{p}: the path is also in sweep.grid"
+            )));
         }
         axes.push(Axis {
             paths: sweep.zip.keys().cloned().collect(),
@@ -126,7 +130,9 @@ fn axes(sweep: &Sweep) -> Result<Vec<Axis>> {
 fn check_exclusions(sweep: &Sweep, paths: &[String]) -> Result<()> {
     for (i, entry) in sweep.exclude.iter().enumerate() {
         if entry.is_empty() {
-            return Err(Error::Spec(format!("sweep.exclude[{i}]: an empty entry would exclude every point")));
+            return Err(Error::Spec(format!(
+                "sweep.exclude[{i}]: an empty entry would exclude every point"
+            )));
         }
         if let Some(p) = entry.keys().find(|p| !paths.contains(p)) {
             return Err(Error::Spec(format!(
@@ -225,11 +231,9 @@ pub fn same_value(a: &Value, b: &Value) -> bool {
 
 fn excluded(sweep: &Sweep, assignments: &[(String, Value)]) -> bool {
     sweep.exclude.iter().any(|entry| {
-        entry.iter().all(|(p, v)| {
-            assignments
-                .iter()
-                .any(|(q, w)| q == p && same_value(v, w))
-        })
+        entry
+            .iter()
+            .all(|(p, v)| assignments.iter().any(|(q, w)| q == p && same_value(v, w)))
     })
 }
 
@@ -242,7 +246,9 @@ fn sums_hold(sweep: &Sweep, assignments: &[(String, Value)], base: &Value) -> Re
         let v = match assignments.iter().find(|(p, _)| p == path) {
             Some((_, v)) => v.clone(),
             None => lookup(base, path).cloned().ok_or_else(|| {
-                Error::Spec(format!("sweep.sum_to_one: `{path}` is not a field of the spec"))
+                Error::Spec(format!(
+                    "sweep.sum_to_one: `{path}` is not a field of the spec"
+                ))
             })?,
         };
         total += v.as_f64().ok_or_else(|| {

@@ -604,10 +604,14 @@ fn token_logprobs_match_log_softmax_of_logits() {
         .input_ids
         .narrow(1, 1, 8)
         .unwrap()
+        .contiguous()
+        .unwrap()
         .unsqueeze(2)
         .unwrap();
     let want = lsm
         .narrow(1, 0, 8)
+        .unwrap()
+        .contiguous()
         .unwrap()
         .gather(&targets, 2)
         .unwrap()
@@ -878,4 +882,62 @@ fn peft_adapter_round_trip() {
     write_hf_dir(&merged_dir, &tiny_config(Arch::Qwen2, true), &merged);
     let mm = load_dir(&merged_dir, None);
     assert!(max_abs_diff(&mm.token_logprobs(&batch).unwrap(), &want) < 1e-5);
+}
+
+#[test]
+fn hub_ids_load_from_the_hf_cache_offline() {
+    // One test touches the environment, so nothing else races on it.
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("hf");
+    let snap = home.join("hub/models--tiny-org--tiny-qwen3/snapshots/0123abcd");
+    let cfg = tiny_config(Arch::Qwen3, true);
+    write_hf_dir(&snap, &cfg, &random_weights(&cfg, 14));
+    write_tokenizer(&snap);
+    let refs = home.join("hub/models--tiny-org--tiny-qwen3/refs");
+    std::fs::create_dir_all(&refs).unwrap();
+    std::fs::write(refs.join("main"), "0123abcd").unwrap();
+    std::env::set_var("HF_HOME", &home);
+    std::env::set_var("HF_HUB_OFFLINE", "1");
+    let lm = load::load("tiny-org/tiny-qwen3", &LoadOptions::default()).unwrap();
+    assert_eq!(lm.model.source, "tiny-org/tiny-qwen3");
+    let diff = max_abs_diff(
+        &lm.model.forward_all_logits(&ids(&[&SEQ])).unwrap(),
+        &our_logits(&snap),
+    );
+    assert_eq!(diff, 0.0);
+    let err = load::load("tiny-org/not-cached", &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("not (fully) in the HF cache") && err.contains("HF_HUB_OFFLINE"),
+        "{err}"
+    );
+    let err = load::load("no-such-model-name", &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("not a model directory"), "{err}");
+}
+
+#[test]
+fn bf16_forward_is_close_to_f32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(Arch::Qwen2, true);
+    write_hf_dir(tmp.path(), &cfg, &random_weights(&cfg, 15));
+    let opts = LoadOptions {
+        dtype: DType::BF16,
+        device: Device::Cpu,
+        lora: None,
+    };
+    let m = load::load_model(&ModelFiles::HfDir(tmp.path().to_path_buf()), &opts)
+        .unwrap()
+        .0;
+    let lb = m.forward_all_logits(&ids(&[&SEQ])).unwrap();
+    assert_eq!(lb.dtype(), DType::F32);
+    let diff = max_abs_diff(&lb, &our_logits(tmp.path()));
+    assert!(diff < 0.25, "bf16 logits differ from f32 by {diff}");
+    let mut cache = m.new_cache(16);
+    let last = m.forward_logits(&ids(&[&SEQ]), &mut cache).unwrap();
+    assert!(max_abs_diff(&last, &lb.i((.., SEQ.len() - 1, ..)).unwrap()) < 1e-3);
 }

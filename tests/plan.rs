@@ -35,7 +35,11 @@ fn lr_landmarks_match_hand_values() {
     let plan = compile(&v4_like());
     let lr = plan.lr.expect("steps known");
     assert_eq!((lr.total_steps, lr.warmup_steps), (200, 20));
-    let at: Vec<(&str, usize, f64)> = lr.points.iter().map(|p| (p.at.as_str(), p.step, p.lr)).collect();
+    let at: Vec<(&str, usize, f64)> = lr
+        .points
+        .iter()
+        .map(|p| (p.at.as_str(), p.step, p.lr))
+        .collect();
     // middle: cos(π·80/180) = cos 80° = 0.17364817766693; last: cos 179° = −0.99984769515639.
     let mid = 2e-6 * 0.5 * (1.0 + 0.17364817766693033);
     let last = 2e-6 * 0.5 * (1.0 - 0.9998476951563913);
@@ -46,7 +50,10 @@ fn lr_landmarks_match_hand_values() {
     assert!(close(at[2].2, mid), "{} vs {mid}", at[2].2);
     assert_eq!((at[3].0, at[3].1), ("last", 199));
     assert!((at[3].2 - last).abs() < 1e-16, "{} vs {last}", at[3].2);
-    assert!((at[3].2 - 1.523e-10).abs() < 1e-13, "the seed's ~1.5e-10 at the end of V4");
+    assert!(
+        (at[3].2 - 1.523e-10).abs() < 1e-13,
+        "the seed's ~1.5e-10 at the end of V4"
+    );
     // Under 1 %: cos(π p) < −0.98 ⇔ p > acos(−0.98)/π = 0.93624 ⇔ step − 20 > 168.5 ⇒ 189.
     assert_eq!(lr.below_1pct_from, Some(189));
 
@@ -113,7 +120,10 @@ fn steps_loop_instances() {
     s.train.sft = Some(serde_json::from_value(serde_json::json!({})).unwrap());
     let plan = compile(&s);
     match &plan.loop_ {
-        LoopPlan::Steps { total_steps, eval_after } => {
+        LoopPlan::Steps {
+            total_steps,
+            eval_after,
+        } => {
             assert_eq!(*total_steps, 5);
             assert_eq!(eval_after, &[1, 3, 4]);
         }
@@ -122,14 +132,29 @@ fn steps_loop_instances() {
     let ids: Vec<String> = plan.instances().into_iter().map(|i| i.id).collect();
     assert_eq!(ids.len(), 1 + 5 * 4 + 3);
     assert_eq!(ids[0], "sft");
-    assert_eq!(&ids[1..5], ["step-0000/generate", "step-0000/score", "step-0000/rank", "step-0000/train"]);
+    assert_eq!(
+        &ids[1..5],
+        [
+            "step-0000/generate",
+            "step-0000/score",
+            "step-0000/rank",
+            "step-0000/train"
+        ]
+    );
     assert_eq!(ids[9], "step-0001/eval");
     assert_eq!(ids.last().unwrap(), "step-0004/eval");
     let kinds: Vec<&str> = plan.kinds().iter().map(|k| k.name()).collect();
     assert_eq!(kinds, ["sft", "generate", "score", "rank", "train", "eval"]);
-    let train = plan.stages.iter().find(|st| st.kind.name() == "train").unwrap();
+    let train = plan
+        .stages
+        .iter()
+        .find(|st| st.kind.name() == "train")
+        .unwrap();
     assert_eq!(train.params["max_steps"], 5);
-    assert!(train.params.get("sft").is_none(), "sft parameters belong to the sft stage");
+    assert!(
+        train.params.get("sft").is_none(),
+        "sft parameters belong to the sft stage"
+    );
 }
 
 #[test]
@@ -139,7 +164,11 @@ fn daily_partitions_score_the_day_before_with_overrides_and_pending() {
     std::fs::create_dir_all(d.join("h")).unwrap();
     std::fs::create_dir_all(d.join("o")).unwrap();
     for date in ["20250802", "20250803", "20250805", "20250806"] {
-        std::fs::write(d.join(format!("h/{date}.jsonl")), "{\"prompt\":\"a\"}\n{\"prompt\":\"b\"}\n").unwrap();
+        std::fs::write(
+            d.join(format!("h/{date}.jsonl")),
+            "{\"prompt\":\"a\"}\n{\"prompt\":\"b\"}\n",
+        )
+        .unwrap();
     }
     for date in ["20250802", "20250803", "20250804", "20250805", "20250806"] {
         std::fs::write(d.join(format!("o/{date}.jsonl")), "{}\n").unwrap();
@@ -149,7 +178,10 @@ fn daily_partitions_score_the_day_before_with_overrides_and_pending() {
     s.schedule.mode = ScheduleMode::Partitions;
     s.schedule.run_suffix = Some("NEWRUN".into());
     s.data.train = Some(
-        serde_json::from_value(serde_json::json!({ "path": format!("{}/h/{{date}}.jsonl", d.display()) })).unwrap(),
+        serde_json::from_value(
+            serde_json::json!({ "path": format!("{}/h/{{date}}.jsonl", d.display()) }),
+        )
+        .unwrap(),
     );
     s.data.outcomes = Some(
         serde_json::from_value(serde_json::json!({
@@ -183,7 +215,13 @@ fn daily_partitions_score_the_day_before_with_overrides_and_pending() {
                 r.generate,
                 r.score
                     .iter()
-                    .map(|p| (p.predictions_from.as_str(), p.outcomes_from.as_str(), p.overridden))
+                    .map(|p| {
+                        (
+                            p.predictions_from.as_str(),
+                            p.outcomes_from.as_str(),
+                            p.overridden,
+                        )
+                    })
                     .collect(),
             )
         })
@@ -223,8 +261,15 @@ fn daily_partitions_score_the_day_before_with_overrides_and_pending() {
             "20250806/eval",
         ]
     );
-    assert_eq!(plan.estimates.train_rollouts, 4 * 2 * 8, "4 dates × 2 prompts × 8 generations");
-    assert_eq!(plan.estimates.optimizer_steps, 9, "3 trained rounds × max_steps 3");
+    assert_eq!(
+        plan.estimates.train_rollouts,
+        4 * 2 * 8,
+        "4 dates × 2 prompts × 8 generations"
+    );
+    assert_eq!(
+        plan.estimates.optimizer_steps, 9,
+        "3 trained rounds × max_steps 3"
+    );
 }
 
 // ------------------------------------------------------------------------------------------
@@ -232,7 +277,11 @@ fn daily_partitions_score_the_day_before_with_overrides_and_pending() {
 
 fn write_spec(dir: &Path, lr: &str) -> std::path::PathBuf {
     let data = dir.join("train.jsonl");
-    std::fs::write(&data, "{\"prompt\": \"1+1=\", \"answer\": \"2\"}\n".repeat(8)).unwrap();
+    std::fs::write(
+        &data,
+        "{\"prompt\": \"1+1=\", \"answer\": \"2\"}\n".repeat(8),
+    )
+    .unwrap();
     let spec = dir.join("tiny.yaml");
     std::fs::write(
         &spec,
@@ -262,7 +311,10 @@ fn saved_plan_round_trips_and_goes_stale_when_the_spec_changes() {
 
     write_spec(dir.path(), "2.0e-5");
     let err = prepare_plan(&saved).unwrap_err().to_string();
-    assert!(err.contains("stale plan: spec changed since the plan was made (hash"), "{err}");
+    assert!(
+        err.contains("stale plan: spec changed since the plan was made (hash"),
+        "{err}"
+    );
     assert!(err.contains("run `runner plan` again"), "{err}");
 
     std::fs::write(&saved, "{\"format_version\": 99}").unwrap();
@@ -287,7 +339,12 @@ fn cli_plan_json_out_then_apply_stops_before_anything_exists() {
         .arg(&spec)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed["format_version"], 1);
     assert_eq!(printed["loop"]["mode"], "steps");
@@ -304,21 +361,33 @@ fn cli_plan_json_out_then_apply_stops_before_anything_exists() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(
-            stderr.contains("cannot apply: stage kinds not implemented yet: generate, score, rank, train, eval"),
+            stderr.contains(
+                "cannot apply: stage kinds not implemented yet: generate, score, rank, train, eval"
+            ),
             "{stderr}"
         );
-        assert!(!runs.exists(), "no run directory for a run that cannot start");
+        assert!(
+            !runs.exists(),
+            "no run directory for a run that cannot start"
+        );
     }
 
     write_spec(dir.path(), "3.0e-5");
-    let out = runner_cmd().args(["apply", "--quiet"]).arg(&saved).output().unwrap();
+    let out = runner_cmd()
+        .args(["apply", "--quiet"])
+        .arg(&saved)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("stale plan"), "{stderr}");
 
     let human = runner_cmd().arg("plan").arg(&spec).output().unwrap();
     let text = String::from_utf8_lossy(&human.stdout);
-    assert!(text.contains("for step in 0..3:") && text.contains("learning rate"), "{text}");
+    assert!(
+        text.contains("for step in 0..3:") && text.contains("learning rate"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -326,7 +395,10 @@ fn every_subcommand_help_shows_an_example() {
     for cmd in ["plan", "apply", "sweep"] {
         let out = runner_cmd().args([cmd, "--help"]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("Examples:") && text.contains(&format!("runner {cmd} ")), "{cmd}: {text}");
+        assert!(
+            text.contains("Examples:") && text.contains(&format!("runner {cmd} ")),
+            "{cmd}: {text}"
+        );
     }
 }
 
@@ -346,13 +418,17 @@ fn every_shipped_experiment_compiles() {
         if path.extension().and_then(|x| x.to_str()) != Some("yaml") {
             continue;
         }
-        let p = prepare_spec(&path, &[], false).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let p =
+            prepare_spec(&path, &[], false).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(!p.plan.instances().is_empty(), "{}", path.display());
         let json = serde_json::to_string(&p.plan).unwrap();
         let back: Plan = serde_json::from_str(&json).unwrap();
         // (serde_json's float parsing may differ in the last bit; compare structure.)
         assert_eq!(back.instances(), p.plan.instances());
-        assert_eq!((&back.spec_hash, &back.loop_, &back.sweep), (&p.plan.spec_hash, &p.plan.loop_, &p.plan.sweep));
+        assert_eq!(
+            (&back.spec_hash, &back.loop_, &back.sweep),
+            (&p.plan.spec_hash, &p.plan.loop_, &p.plan.sweep)
+        );
         n += 1;
         match path.file_stem().and_then(|s| s.to_str()) {
             Some("v4") => assert_eq!(p.plan.lr.as_ref().unwrap().below_1pct_from, Some(189)),

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use runner::rewards::json::{
-    extract_json, parse_strict, score_json, CompareOptions, ExtractFailure, ExtractOptions,
-    FieldKind, FieldSpec, JsonRewardOptions, Repair,
+    compare_parsers, extract_json, parse_strict, score_json, CompareOptions, ExtractFailure,
+    ExtractOptions, FieldKind, FieldSpec, JsonRewardOptions, Repair,
 };
 use runner::rewards::Score;
 use serde_json::{json, Value};

@@ -28,7 +28,8 @@ fn atomic_write_leaves_no_temp_files() {
     for i in 0..5 {
         atomic::write_json(&target, &serde_json::json!({ "i": i })).unwrap();
     }
-    let back: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
+    let back: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
     assert_eq!(back["i"], 4);
     assert_eq!(files_in(dir.path()), vec!["a.json"]);
 
@@ -52,7 +53,10 @@ fn lock_refuses_a_second_holder_naming_the_pid() {
         std::process::id()
     );
     assert!(err.contains(&expected), "{err}");
-    assert_eq!(runner::run::lock::holder_pid(dir.path()), Some(std::process::id()));
+    assert_eq!(
+        runner::run::lock::holder_pid(dir.path()),
+        Some(std::process::id())
+    );
     drop(first);
     let again = RunLock::acquire(dir.path());
     assert!(again.is_ok(), "the lock is free once dropped");
@@ -97,7 +101,8 @@ fn state_round_trip_and_version_check() {
     assert!(back.is_completed("step-0000/generate"));
     assert!(!back.is_completed("step-0000/score"));
 
-    let mut raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     raw["schema_version"] = 99.into();
     std::fs::write(&path, raw.to_string()).unwrap();
     let err = RunState::load(&path).unwrap_err().to_string();
@@ -112,12 +117,19 @@ fn events_append_across_opens_and_survive_a_torn_line() {
     let path = dir.path().join("events.jsonl");
     {
         let mut log = runner::run::EventLog::open(&path).unwrap();
-        log.emit(None, "run_started", serde_json::json!({ "n": 1 })).unwrap();
-        log.emit(Some("sft"), "stage_started", serde_json::Value::Null).unwrap();
+        log.emit(None, "run_started", serde_json::json!({ "n": 1 }))
+            .unwrap();
+        log.emit(Some("sft"), "stage_started", serde_json::Value::Null)
+            .unwrap();
     }
     {
         let mut log = runner::run::EventLog::open(&path).unwrap();
-        log.emit(Some("sft"), "stage_finished", serde_json::json!({ "ok": true })).unwrap();
+        log.emit(
+            Some("sft"),
+            "stage_finished",
+            serde_json::json!({ "ok": true }),
+        )
+        .unwrap();
     }
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.lines().count(), 3);
@@ -137,9 +149,17 @@ fn events_append_across_opens_and_survive_a_torn_line() {
 
 #[test]
 fn run_ids_and_names() {
-    let t = chrono::DateTime::parse_from_rfc3339("2026-11-22T00:15:00Z").unwrap().with_timezone(&chrono::Utc);
-    assert_eq!(runner::run::run_id(t, "1a2b3c4d5e6f"), "20261122T001500Z-1a2b3c4d");
-    assert_eq!(runner::run::safe_name("polychromic@lambda=1.0,seed=2"), "polychromic@lambda=1.0,seed=2");
+    let t = chrono::DateTime::parse_from_rfc3339("2026-11-22T00:15:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(
+        runner::run::run_id(t, "1a2b3c4d5e6f"),
+        "20261122T001500Z-1a2b3c4d"
+    );
+    assert_eq!(
+        runner::run::safe_name("polychromic@lambda=1.0,seed=2"),
+        "polychromic@lambda=1.0,seed=2"
+    );
     assert_eq!(runner::run::safe_name("a/b c"), "a_b_c");
     assert_eq!(runner::run::safe_name(".."), "unnamed");
     let dir = tempfile::tempdir().unwrap();
@@ -177,7 +197,8 @@ impl Stage for Fake {
             ctx.resources.insert("calls", 1usize);
         }
         drop(fail_on);
-        ctx.events.emit(Some(&id), "metric", serde_json::json!({ "x": 1 }))?;
+        ctx.events
+            .emit(Some(&id), "metric", serde_json::json!({ "x": 1 }))?;
         self.log.lock().unwrap().push(id.clone());
         Ok(StageOutput {
             outputs: serde_json::json!({ "artifact": format!("stages/{id}/out.txt") }),
@@ -254,7 +275,15 @@ fn apply_runs_instances_in_plan_order_and_writes_the_run_dir() {
     let dir = &report.run_dir;
     assert_eq!(dir.parent().unwrap(), runs.path().join("fake"));
     let files = files_in(dir);
-    for f in ["events.jsonl", "plan.json", "runner.lock", "spec.resolved.yaml", "spec.yaml", "stages", "state.json"] {
+    for f in [
+        "events.jsonl",
+        "plan.json",
+        "runner.lock",
+        "spec.resolved.yaml",
+        "spec.yaml",
+        "stages",
+        "state.json",
+    ] {
         assert!(files.contains(&f.to_string()), "{f} missing from {files:?}");
     }
     assert!(!files.iter().any(|f| f.starts_with(".tmp")), "{files:?}");
@@ -266,12 +295,16 @@ fn apply_runs_instances_in_plan_order_and_writes_the_run_dir() {
         "stages/step-0001/eval/out.txt"
     );
     let resolved: Experiment =
-        serde_yaml::from_str(&std::fs::read_to_string(dir.join("spec.resolved.yaml")).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("spec.resolved.yaml")).unwrap())
+            .unwrap();
     assert_eq!(resolved, spec);
     let events = read_events(&dir.join("events.jsonl")).unwrap();
     assert_eq!(events.first().unwrap().kind, "run_started");
     assert_eq!(events.last().unwrap().kind, "run_finished");
-    assert_eq!(events.iter().filter(|e| e.kind == "stage_finished").count(), 14);
+    assert_eq!(
+        events.iter().filter(|e| e.kind == "stage_finished").count(),
+        14
+    );
 }
 
 #[test]
@@ -279,10 +312,20 @@ fn resume_skips_completed_instances_and_retries_the_failed_one() {
     let runs = tempfile::tempdir().unwrap();
     let spec = small_spec();
     let (reg, log) = fake_registry(Some("step-0001/rank"));
-    let err = start(&request(runs.path()), prepared(&spec), &reg).unwrap_err().to_string();
-    assert!(err.contains("stage step-0001/rank failed: injected failure"), "{err}");
+    let err = start(&request(runs.path()), prepared(&spec), &reg)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("stage step-0001/rank failed: injected failure"),
+        "{err}"
+    );
     assert_eq!(log.lock().unwrap().len(), 6);
-    let run_dir = std::fs::read_dir(runs.path().join("fake")).unwrap().next().unwrap().unwrap().path();
+    let run_dir = std::fs::read_dir(runs.path().join("fake"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let state = RunState::load(&run_dir.join("state.json")).unwrap();
     assert_eq!(state.completed.len(), 6);
     assert_eq!(state.last_error.as_ref().unwrap().id, "step-0001/rank");
@@ -322,12 +365,19 @@ fn resume_refuses_a_changed_spec_and_a_held_lock() {
 
     let held = RunLock::acquire(&dir).unwrap();
     let err = apply(&req, &reg).unwrap_err().to_string();
-    assert!(err.contains(&format!("is locked by PID {}", std::process::id())), "{err}");
+    assert!(
+        err.contains(&format!("is locked by PID {}", std::process::id())),
+        "{err}"
+    );
     drop(held);
 
     // A spec file given with --resume must resolve to the run's spec.
     let other = runs.path().join("other.yaml");
-    std::fs::write(&other, "name: fake\nrewards:\n  q:\n    kind: quality\ntrain:\n  max_steps: 4\n").unwrap();
+    std::fs::write(
+        &other,
+        "name: fake\nrewards:\n  q:\n    kind: quality\ntrain:\n  max_steps: 4\n",
+    )
+    .unwrap();
     let req_other = ApplyRequest {
         input: Some(other),
         use_env: false,
@@ -339,9 +389,16 @@ fn resume_refuses_a_changed_spec_and_a_held_lock() {
     // An edited spec.resolved.yaml no longer matches the hash the run started with.
     let mut edited = spec.clone();
     edited.train.learning_rate = 5e-6;
-    std::fs::write(dir.join("spec.resolved.yaml"), serde_yaml::to_string(&edited).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("spec.resolved.yaml"),
+        serde_yaml::to_string(&edited).unwrap(),
+    )
+    .unwrap();
     let err = apply(&req, &reg).unwrap_err().to_string();
-    assert!(err.contains("cannot resume") && err.contains("not the spec the run started with"), "{err}");
+    assert!(
+        err.contains("cannot resume") && err.contains("not the spec the run started with"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -352,17 +409,27 @@ fn unimplemented_stage_kinds_stop_apply_before_anything_exists() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("cannot apply: stage kinds not implemented yet: generate, score, rank, train, eval"),
+        err.contains(
+            "cannot apply: stage kinds not implemented yet: generate, score, rank, train, eval"
+        ),
         "{err}"
     );
-    assert!(files_in(runs.path()).is_empty(), "no run directory is created");
+    assert!(
+        files_in(runs.path()).is_empty(),
+        "no run directory is created"
+    );
 
     // Partially implemented: only the missing kinds are named.
     let (full, _) = fake_registry(None);
     let mut partial = Registry::empty();
     partial.register(StageKind::Generate, full.get(StageKind::Generate).unwrap());
-    let err = start(&request(runs.path()), prepared(&spec), &partial).unwrap_err().to_string();
-    assert!(err.contains("not implemented yet: score, rank, train, eval"), "{err}");
+    let err = start(&request(runs.path()), prepared(&spec), &partial)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not implemented yet: score, rank, train, eval"),
+        "{err}"
+    );
     assert!(!runner::stages::implemented(StageKind::Train));
 }
 

@@ -65,3 +65,47 @@ fn schema_errors_point_at_the_offending_key() {
     let lr = &schema["definitions"]["Train"]["properties"]["learning_rate"]["description"];
     assert!(lr.as_str().is_some_and(|d| d.contains("TRL")));
 }
+
+#[test]
+fn schema_command_writes_and_checks() {
+    use assert_cmd::Command;
+    let tmp = tempfile::tempdir().unwrap();
+    let root_arg = tmp.path().to_str().expect("utf-8 temp path");
+    // Missing file: --check fails.
+    Command::cargo_bin("runner")
+        .unwrap()
+        .args(["schema", "--check", "--root", root_arg])
+        .assert()
+        .code(1);
+    // Written: --check passes and the file is the generated schema.
+    Command::cargo_bin("runner")
+        .unwrap()
+        .args(["schema", "--root", root_arg])
+        .assert()
+        .code(0);
+    let written = std::fs::read_to_string(tmp.path().join(EXPERIMENT_SCHEMA_PATH)).unwrap();
+    assert_eq!(written, experiment_schema_string());
+    assert!(written.ends_with("}\n"));
+    Command::cargo_bin("runner")
+        .unwrap()
+        .args(["schema", "--check", "--root", root_arg])
+        .assert()
+        .code(0);
+    // Edited by hand: --check fails again.
+    std::fs::write(tmp.path().join(EXPERIMENT_SCHEMA_PATH), "{}\n").unwrap();
+    Command::cargo_bin("runner")
+        .unwrap()
+        .args(["schema", "--check", "--root", root_arg])
+        .assert()
+        .code(1);
+    // --stdout prints the same text.
+    let out = Command::cargo_bin("runner")
+        .unwrap()
+        .args(["schema", "--stdout"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        experiment_schema_string()
+    );
+}

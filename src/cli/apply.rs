@@ -64,7 +64,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             let s = report.summary;
             println!(
                 "{} {}: {} stage instances run, {} already done, {} in the plan",
-                if report.resumed { "resumed" } else { "completed" },
+                if report.resumed {
+                    "resumed"
+                } else {
+                    "completed"
+                },
                 report.run_dir.display(),
                 s.executed,
                 s.skipped,

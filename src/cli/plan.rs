@@ -46,7 +46,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if let Some(out) = &args.out {
         crate::run::atomic::write_json(out, plan)
             .with_context(|| format!("saving the plan to {}", out.display()))?;
-        eprintln!("plan saved to {}; run it with `runner apply {}`", out.display(), out.display());
+        eprintln!(
+            "plan saved to {}; run it with `runner apply {}`",
+            out.display(),
+            out.display()
+        );
     }
     Ok(0)
 }

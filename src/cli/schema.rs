@@ -12,7 +12,7 @@ use crate::spec::types::{experiment_schema_string, EXPERIMENT_SCHEMA_PATH};
 #[command(after_help = "Examples:\n  \
     runner schema              # write schemas/experiment.schema.json\n  \
     runner schema --check      # exit 1 if the checked-in schema is stale (CI)\n  \
-    runner schema --stdout | jq '.properties.train'\n\n\
+    runner schema --stdout | jq '.definitions.Train.properties | keys'\n\n\
 Specs point editors at the schema with a first line like\n  \
     # yaml-language-server: $schema=../schemas/experiment.schema.json")]
 pub struct Args {

@@ -56,7 +56,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         }
     };
     if points.is_empty() {
-        eprintln!("{}: the spec has no sweep (sweep.grid, sweep.zip and sweep.seeds are empty)", args.file.display());
+        eprintln!(
+            "{}: the spec has no sweep (sweep.grid, sweep.zip and sweep.seeds are empty)",
+            args.file.display()
+        );
         return Ok(if args.apply { 1 } else { 0 });
     }
     if !args.apply {
@@ -86,7 +89,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             run_name: Some(p.name.clone()),
             progress: !args.quiet && !args.json,
         };
-        let outcome = prepare_spec(&args.file, &sets, use_env).and_then(|prep| start(&req, prep, &registry));
+        let outcome =
+            prepare_spec(&args.file, &sets, use_env).and_then(|prep| start(&req, prep, &registry));
         let (status, detail) = match &outcome {
             Ok(r) => ("completed", r.run_dir.display().to_string()),
             Err(e) => {
@@ -95,7 +99,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             }
         };
         if !args.json {
-            println!("[{}/{}] {}: {status}: {detail}", i + 1, points.len(), p.name);
+            println!(
+                "[{}/{}] {}: {status}: {detail}",
+                i + 1,
+                points.len(),
+                p.name
+            );
         }
         results.push(serde_json::json!({
             "name": p.name,
@@ -107,7 +116,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
-        println!("{} of {} points completed", points.len() - failed, points.len());
+        println!(
+            "{} of {} points completed",
+            points.len() - failed,
+            points.len()
+        );
     }
     Ok(if failed > 0 { 1 } else { 0 })
 }

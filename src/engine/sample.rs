@@ -73,6 +73,7 @@ pub struct Sampler {
     rng: rand_chacha::ChaCha8Rng,
     /// Scratch buffers reused across steps (no per-step allocation of vocabulary size).
     work: Vec<f32>,
+    exps: Vec<f32>,
     cand: Vec<(f32, u32)>,
 }
 
@@ -91,6 +92,7 @@ impl Sampler {
             params,
             rng: rand_chacha::ChaCha8Rng::from_seed(key),
             work: Vec::new(),
+            exps: Vec::new(),
             cand: Vec::new(),
         }
     }
@@ -106,45 +108,89 @@ impl Sampler {
             return (0, f32::NEG_INFINITY);
         }
         let p = &self.params;
-        let temperature = if p.temperature > 0.0 {
-            p.temperature
-        } else {
-            1.0
-        };
-
         self.work.clear();
         self.work.extend(
             logits
                 .iter()
                 .map(|&l| if l.is_nan() { f32::NEG_INFINITY } else { l }),
         );
-        apply_repetition_penalty(&mut self.work, history, p.repetition_penalty);
+        let penalised = apply_repetition_penalty(&mut self.work, history, p.repetition_penalty);
 
-        let token = if p.temperature <= 0.0 {
-            argmax(&self.work)
-        } else {
-            let inv_t = 1.0 / temperature;
-            self.work.iter_mut().for_each(|l| *l *= inv_t);
-            let u: f64 = self.rng.random();
-            pick(&self.work, &mut self.cand, p, u)
+        if p.temperature <= 0.0 {
+            let token = argmax(&self.work);
+            return (token as u32, full_logprob(logits, token, 1.0));
+        }
+        let inv_t = 1.0 / p.temperature;
+        self.work.iter_mut().for_each(|l| *l *= inv_t);
+        let Some(dist) = Dist::new(&self.work, &mut self.exps) else {
+            return (0, f32::NEG_INFINITY);
         };
-        (token as u32, full_logprob(logits, token, temperature))
+        let u: f64 = self.rng.random();
+        let token = pick(&dist, &mut self.cand, p, u);
+        // Without a penalty the scaled row is the one the log-prob is defined on: reuse its
+        // normaliser instead of a second pass over the vocabulary.
+        let logprob = if penalised {
+            full_logprob(logits, token, p.temperature)
+        } else {
+            dist.logprob(token)
+        };
+        (token as u32, logprob)
+    }
+}
+
+/// A row of temperature-scaled logits with its softmax weights computed once:
+/// `exps[i] = exp(scaled[i] - max)`, `z = Σ exps`.
+struct Dist<'a> {
+    scaled: &'a [f32],
+    exps: &'a [f32],
+    max: f32,
+    z: f64,
+}
+
+impl<'a> Dist<'a> {
+    /// `None` when every logit is −∞.
+    fn new(scaled: &'a [f32], exps: &'a mut Vec<f32>) -> Option<Self> {
+        let max = scaled.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
+            return None;
+        }
+        exps.clear();
+        exps.extend(scaled.iter().map(|&l| (l - max).exp()));
+        // f32 partial sums over short chunks, accumulated in f64.
+        let z = exps
+            .chunks(256)
+            .map(|c| f64::from(c.iter().sum::<f32>()))
+            .sum();
+        Some(Dist {
+            scaled,
+            exps,
+            max,
+            z,
+        })
+    }
+
+    fn logprob(&self, token: usize) -> f32 {
+        (f64::from(self.scaled[token] - self.max) - self.z.ln()) as f32
     }
 }
 
 /// HF's `RepetitionPenaltyLogitsProcessor`: each distinct token of `history` once.
-fn apply_repetition_penalty(logits: &mut [f32], history: &[u32], penalty: f32) {
+/// Returns whether any logit changed.
+fn apply_repetition_penalty(logits: &mut [f32], history: &[u32], penalty: f32) -> bool {
     if penalty == 1.0 || history.is_empty() {
-        return;
+        return false;
     }
+    let mut changed = false;
     let mut seen = std::collections::HashSet::with_capacity(history.len());
     for &t in history {
         let i = t as usize;
         if i < logits.len() && seen.insert(t) {
             let l = logits[i];
             logits[i] = if l < 0.0 { l * penalty } else { l / penalty };
+            changed = true;
         }
     }
+    changed
 }
 
 /// `log_softmax(logits / t)[token]` over the full row, accumulated in f64.
@@ -158,29 +204,33 @@ fn full_logprob(logits: &[f32], token: usize, t: f32) -> f32 {
     if max == f32::NEG_INFINITY {
         return f32::NEG_INFINITY;
     }
-    let inv_t = 1.0 / t as f64;
-    let sum: f64 = logits
-        .iter()
-        .map(|&l| ((clean(l) as f64 - max as f64) * inv_t).exp())
+    let inv_t = 1.0 / t;
+    // f32 exps (fast), f32 partial sums over short chunks, accumulated in f64.
+    let z: f64 = logits
+        .chunks(256)
+        .map(|c| {
+            f64::from(
+                c.iter()
+                    .map(|&l| ((clean(l) - max) * inv_t).exp())
+                    .sum::<f32>(),
+            )
+        })
         .sum();
-    ((clean(logits[token]) as f64 - max as f64) * inv_t - sum.ln()) as f32
+    (f64::from((clean(logits[token]) - max) * inv_t) - z.ln()) as f32
 }
 
-/// Draw from the filtered distribution of temperature-scaled logits `scaled`, with `u` uniform
-/// in [0, 1).
-fn pick(scaled: &[f32], cand: &mut Vec<(f32, u32)>, p: &SamplingParams, u: f64) -> usize {
-    let max = scaled.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        return 0;
-    }
-    let top_k = if p.top_k > 0 && p.top_k < scaled.len() {
+/// Draw from the filtered distribution with `u` uniform in [0, 1).
+fn pick(d: &Dist, cand: &mut Vec<(f32, u32)>, p: &SamplingParams, u: f64) -> usize {
+    let n_vocab = d.scaled.len();
+    let top_k = if p.top_k > 0 && p.top_k < n_vocab {
         p.top_k
     } else {
         0
     };
     let use_top_p = p.top_p < 1.0;
+    let floor = min_p_floor(d.max, p.min_p);
     if top_k == 0 && !use_top_p {
-        return draw_full(scaled, max, min_p_floor(max, p.min_p), u);
+        return draw_full(d, floor, u);
     }
 
     // Candidates sorted by descending logit: the top-k survivors (ties with the k-th kept, as
@@ -188,61 +238,56 @@ fn pick(scaled: &[f32], cand: &mut Vec<(f32, u32)>, p: &SamplingParams, u: f64) 
     let mut n = if top_k > 0 {
         top_k
     } else {
-        NUCLEUS_FIRST_GUESS.min(scaled.len())
+        NUCLEUS_FIRST_GUESS.min(n_vocab)
     };
     loop {
-        top_candidates(scaled, n, cand);
-        if top_k > 0 || !use_top_p || cand.len() >= scaled.len() {
+        top_candidates(d.scaled, n, cand);
+        if top_k > 0 || cand.len() >= n_vocab {
             break;
         }
-        // Mass of the candidates under the full softmax: enough for the nucleus?
-        let z: f64 = scaled.iter().map(|&l| ((l - max) as f64).exp()).sum();
         let mass: f64 = cand
             .iter()
-            .map(|&(l, _)| ((l - max) as f64).exp())
-            .sum::<f64>()
-            / z;
-        if mass >= p.top_p as f64 {
+            .map(|&(_, i)| f64::from(d.exps[i as usize]))
+            .sum();
+        if mass / d.z >= f64::from(p.top_p) {
             break;
         }
-        n = (n * 4).min(scaled.len());
+        n = (n * 4).min(n_vocab);
     }
 
     // Top-p over the candidates renormalised (after top-k, like HF): keep a token while the
     // mass before it is below top_p.
-    let weights: Vec<f64> = cand
-        .iter()
-        .map(|&(l, _)| ((l - max) as f64).exp())
-        .collect();
     let total: f64 = if top_k > 0 {
-        weights.iter().sum()
+        cand.iter()
+            .map(|&(_, i)| f64::from(d.exps[i as usize]))
+            .sum()
     } else {
-        scaled.iter().map(|&l| ((l - max) as f64).exp()).sum()
+        d.z
     };
     let mut keep = cand.len();
     if use_top_p {
         let mut before = 0.0;
-        for (i, w) in weights.iter().enumerate() {
-            if i > 0 && before / total >= p.top_p as f64 {
-                keep = i;
+        for (k, &(_, i)) in cand.iter().enumerate() {
+            if k > 0 && before / total >= f64::from(p.top_p) {
+                keep = k;
                 break;
             }
-            before += w;
+            before += f64::from(d.exps[i as usize]);
         }
     }
     // Min-p is relative to the top token, so renormalisation does not change it.
-    let floor = min_p_floor(max, p.min_p);
-    let kept = cand[..keep]
-        .iter()
-        .zip(&weights)
-        .filter(|((l, _), _)| *l >= floor);
-    let mass: f64 = kept.clone().map(|(_, w)| w).sum();
+    let kept = cand[..keep].iter().filter(|(l, _)| *l >= floor);
+    let mass: f64 = kept
+        .clone()
+        .map(|&(_, i)| f64::from(d.exps[i as usize]))
+        .sum();
     let mut target = u * mass;
     let mut last = cand[0].1;
-    for ((_, id), w) in kept {
-        last = *id;
-        if target < *w {
-            return *id as usize;
+    for &(_, i) in kept {
+        let w = f64::from(d.exps[i as usize]);
+        last = i;
+        if target < w {
+            return i as usize;
         }
         target -= w;
     }
@@ -259,25 +304,28 @@ fn min_p_floor(max: f32, min_p: f32) -> f32 {
 }
 
 /// Inverse-CDF draw over the whole row (in vocabulary order) among logits ≥ `floor`.
-fn draw_full(scaled: &[f32], max: f32, floor: f32, u: f64) -> usize {
-    let w = |l: f32| {
-        if l >= floor {
-            ((l - max) as f64).exp()
-        } else {
-            0.0
-        }
+fn draw_full(d: &Dist, floor: f32, u: f64) -> usize {
+    let filtered = floor > f32::NEG_INFINITY;
+    let total: f64 = if filtered {
+        d.scaled
+            .iter()
+            .zip(d.exps)
+            .filter(|(l, _)| **l >= floor)
+            .map(|(_, e)| f64::from(*e))
+            .sum()
+    } else {
+        d.z
     };
-    let total: f64 = scaled.iter().map(|&l| w(l)).sum();
     let mut target = u * total;
     let mut last = 0;
-    for (i, &l) in scaled.iter().enumerate() {
-        let wi = w(l);
-        if wi > 0.0 {
+    for (i, (&l, &e)) in d.scaled.iter().zip(d.exps).enumerate() {
+        if e > 0.0 && l >= floor {
+            let w = f64::from(e);
             last = i;
-            if target < wi {
+            if target < w {
                 return i;
             }
-            target -= wi;
+            target -= w;
         }
     }
     last
@@ -329,9 +377,11 @@ mod tests {
     /// The set of tokens that can come out (by drawing at many u's) for a filter setting.
     fn support(logits: &[f32], p: &SamplingParams) -> Vec<usize> {
         let mut cand = Vec::new();
+        let mut exps = Vec::new();
         let scaled: Vec<f32> = logits.iter().map(|l| l / p.temperature).collect();
+        let d = Dist::new(&scaled, &mut exps).unwrap();
         let mut out: Vec<usize> = (0..2000)
-            .map(|i| pick(&scaled, &mut cand, p, (i as f64 + 0.5) / 2000.0))
+            .map(|i| pick(&d, &mut cand, p, (i as f64 + 0.5) / 2000.0))
             .collect();
         out.sort();
         out.dedup();

@@ -54,7 +54,11 @@ fn text_len(v: &serde_json::Value) -> usize {
 }
 
 /// Read records (objects) of a JSONL / JSON-array / CSV file; `max` stops early.
-fn read_records(path: &Path, format: DataFormat, max: Option<usize>) -> Option<Vec<serde_json::Value>> {
+fn read_records(
+    path: &Path,
+    format: DataFormat,
+    max: Option<usize>,
+) -> Option<Vec<serde_json::Value>> {
     let format = match format {
         DataFormat::Auto => match path.extension().and_then(|e| e.to_str()) {
             Some("jsonl") | Some("ndjson") => DataFormat::Jsonl,

@@ -194,7 +194,13 @@ impl Plan {
     pub fn instances(&self) -> Vec<StageInstance> {
         let mut out = Vec::new();
         if self.has(StageKind::Sft) {
-            out.push(instance("sft".into(), StageKind::Sft, None, None, Vec::new()));
+            out.push(instance(
+                "sft".into(),
+                StageKind::Sft,
+                None,
+                None,
+                Vec::new(),
+            ));
         }
         match &self.loop_ {
             LoopPlan::Steps {
@@ -204,11 +210,28 @@ impl Plan {
                 let width = total_steps.saturating_sub(1).to_string().len().max(4);
                 for s in 0..*total_steps {
                     let prefix = format!("step-{s:0width$}");
-                    for kind in [StageKind::Generate, StageKind::Score, StageKind::Rank, StageKind::Train] {
-                        out.push(instance(format!("{prefix}/{kind}"), kind, Some(s), None, Vec::new()));
+                    for kind in [
+                        StageKind::Generate,
+                        StageKind::Score,
+                        StageKind::Rank,
+                        StageKind::Train,
+                    ] {
+                        out.push(instance(
+                            format!("{prefix}/{kind}"),
+                            kind,
+                            Some(s),
+                            None,
+                            Vec::new(),
+                        ));
                     }
                     if self.has(StageKind::Eval) && eval_after.contains(&s) {
-                        out.push(instance(format!("{prefix}/eval"), StageKind::Eval, Some(s), None, Vec::new()));
+                        out.push(instance(
+                            format!("{prefix}/eval"),
+                            StageKind::Eval,
+                            Some(s),
+                            None,
+                            Vec::new(),
+                        ));
                     }
                 }
             }
@@ -216,14 +239,32 @@ impl Plan {
                 for r in rounds {
                     let d = Some(r.date.clone());
                     if r.generate {
-                        out.push(instance(format!("{}/generate", r.date), StageKind::Generate, None, d.clone(), Vec::new()));
+                        out.push(instance(
+                            format!("{}/generate", r.date),
+                            StageKind::Generate,
+                            None,
+                            d.clone(),
+                            Vec::new(),
+                        ));
                     }
                     if !r.score.is_empty() {
                         for kind in [StageKind::Score, StageKind::Rank, StageKind::Train] {
-                            out.push(instance(format!("{}/{kind}", r.date), kind, None, d.clone(), r.score.clone()));
+                            out.push(instance(
+                                format!("{}/{kind}", r.date),
+                                kind,
+                                None,
+                                d.clone(),
+                                r.score.clone(),
+                            ));
                         }
                         if self.has(StageKind::Eval) {
-                            out.push(instance(format!("{}/eval", r.date), StageKind::Eval, None, d.clone(), Vec::new()));
+                            out.push(instance(
+                                format!("{}/eval", r.date),
+                                StageKind::Eval,
+                                None,
+                                d.clone(),
+                                Vec::new(),
+                            ));
                         }
                     }
                 }
@@ -234,18 +275,28 @@ impl Plan {
 
     /// The stage kinds the plan runs, in plan order.
     pub fn kinds(&self) -> Vec<StageKind> {
-        self.stages.iter().filter(|s| s.instances > 0).map(|s| s.kind).collect()
+        self.stages
+            .iter()
+            .filter(|s| s.instances > 0)
+            .map(|s| s.kind)
+            .collect()
     }
 
     fn has(&self, kind: StageKind) -> bool {
-        self.stages.iter().any(|s| s.kind == kind && s.instances > 0)
+        self.stages
+            .iter()
+            .any(|s| s.kind == kind && s.instances > 0)
     }
 
     /// Read a saved plan, checking its format version.
     pub fn load(path: &std::path::Path) -> Result<Plan> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let raw: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Run(format!("{}: not a plan (invalid JSON: {e})", path.display())))?;
+        let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::Run(format!(
+                "{}: not a plan (invalid JSON: {e})",
+                path.display()
+            ))
+        })?;
         match raw.get("format_version").and_then(|v| v.as_u64()) {
             Some(v) if v == u64::from(PLAN_FORMAT_VERSION) => {}
             Some(v) => {
@@ -266,7 +317,13 @@ impl Plan {
     }
 }
 
-fn instance(id: String, kind: StageKind, step: Option<usize>, date: Option<String>, pairs: Vec<ScorePair>) -> StageInstance {
+fn instance(
+    id: String,
+    kind: StageKind,
+    step: Option<usize>,
+    date: Option<String>,
+    pairs: Vec<ScorePair>,
+) -> StageInstance {
     StageInstance {
         id,
         kind,
@@ -317,11 +374,22 @@ pub fn compile(spec: &Experiment, spec_hash: &str, source: PlanSource) -> Result
             }
             ScheduleMode::Partitions => compile_partitions(spec, &mut notes)?,
         };
-    let eval_count = if spec.eval.sets.is_empty() { 0 } else { eval_count };
+    let eval_count = if spec.eval.sets.is_empty() {
+        0
+    } else {
+        eval_count
+    };
 
     let stages = planned_stages(spec, &loop_, eval_count);
     let lr = lr_sched.map(|s| lr_summary(&s, lr_scope));
-    let estimates = estimate(spec, optimizer_steps, train_prompts_generated, eval_count, sampler.max_completion_length, &mut notes);
+    let estimates = estimate(
+        spec,
+        optimizer_steps,
+        train_prompts_generated,
+        eval_count,
+        sampler.max_completion_length,
+        &mut notes,
+    );
     let sweep = sweep::expand(spec)?;
     if !sweep.is_empty() {
         notes.push(format!(
@@ -352,7 +420,9 @@ fn steps_total(spec: &Experiment, notes: &mut Vec<String>) -> Result<usize> {
         return Ok(s);
     }
     let src = spec.data.train.as_ref().ok_or_else(|| {
-        Error::Spec("cannot size the run: train.max_steps is not set and there is no data.train".into())
+        Error::Spec(
+            "cannot size the run: train.max_steps is not set and there is no data.train".into(),
+        )
     })?;
     let rows = data::count_records(src, None).ok_or_else(|| {
         Error::Spec(format!(
@@ -410,7 +480,8 @@ fn compile_partitions(spec: &Experiment, notes: &mut Vec<String>) -> Result<Loop
             }
         }
     }
-    let prompts_of = |rounds: &[Round], d: &str| rounds.iter().find(|r| r.date == d).and_then(|r| r.prompts);
+    let prompts_of =
+        |rounds: &[Round], d: &str| rounds.iter().find(|r| r.date == d).and_then(|r| r.prompts);
     let mut steps = 0usize;
     let mut first_sched: Option<LrSchedule> = None;
     let mut trained_rounds = 0usize;
@@ -443,9 +514,16 @@ fn compile_partitions(spec: &Experiment, notes: &mut Vec<String>) -> Result<Loop
             unknown.join(", ")
         ));
     }
-    let skipped: Vec<&str> = rounds.iter().filter(|r| !r.generate).map(|r| r.date.as_str()).collect();
+    let skipped: Vec<&str> = rounds
+        .iter()
+        .filter(|r| !r.generate)
+        .map(|r| r.date.as_str())
+        .collect();
     if !skipped.is_empty() {
-        notes.push(format!("no prompt file for {} (skipped: skip_missing)", skipped.join(", ")));
+        notes.push(format!(
+            "no prompt file for {} (skipped: skip_missing)",
+            skipped.join(", ")
+        ));
     }
     if !pending.is_empty() {
         let p: Vec<String> = pending
@@ -487,7 +565,9 @@ fn planned_stages(spec: &Experiment, loop_: &LoopPlan, eval_count: usize) -> Vec
         });
     }
     let (per, n_gen, n_train) = match loop_ {
-        LoopPlan::Steps { total_steps, .. } => ("every step".to_string(), *total_steps, *total_steps),
+        LoopPlan::Steps { total_steps, .. } => {
+            ("every step".to_string(), *total_steps, *total_steps)
+        }
         LoopPlan::Partitions { rounds, .. } => (
             "per partition".to_string(),
             rounds.iter().filter(|r| r.generate).count(),
@@ -599,24 +679,51 @@ fn estimate(
         };
         let n = src.and_then(|s| {
             let date = first_date(spec);
-            data::count_records(s, if s.path.contains("{date}") { date.as_deref() } else { None })
+            data::count_records(
+                s,
+                if s.path.contains("{date}") {
+                    date.as_deref()
+                } else {
+                    None
+                },
+            )
         });
         match n {
             Some(n) => eval_prompts_each += spec.eval.max_examples.map_or(n, |m| n.min(m)),
-            None => notes.push(format!("eval set `{set}`: size unknown, its rollouts are not counted")),
+            None => notes.push(format!(
+                "eval set `{set}`: size unknown, its rollouts are not counted"
+            )),
         }
     }
     let eval_rollouts = eval_prompts_each * spec.eval.num_generations * eval_count;
     let rollouts = train_rollouts + eval_rollouts;
     let prompt_chars = spec.data.train.as_ref().and_then(|s| {
-        let date = if s.path.contains("{date}") { first_date(spec) } else { None };
+        let date = if s.path.contains("{date}") {
+            first_date(spec)
+        } else {
+            None
+        };
         data::mean_prompt_chars(s, date.as_deref())
     });
-    let overhead = spec.data.prompt.template.as_ref().map_or(0, |t| t.chars().count())
-        + spec.data.prompt.system.as_ref().map_or(0, |t| t.chars().count());
-    let prompt_tokens_per_prompt = prompt_chars.map(|c| ((c + overhead as f64) / data::CHARS_PER_TOKEN).ceil());
+    let overhead = spec
+        .data
+        .prompt
+        .template
+        .as_ref()
+        .map_or(0, |t| t.chars().count())
+        + spec
+            .data
+            .prompt
+            .system
+            .as_ref()
+            .map_or(0, |t| t.chars().count());
+    let prompt_tokens_per_prompt =
+        prompt_chars.map(|c| ((c + overhead as f64) / data::CHARS_PER_TOKEN).ceil());
     if prompt_tokens_per_prompt.is_none() {
-        notes.push("prompt tokens unknown (train data unreadable): token estimate counts completions only".into());
+        notes.push(
+            "prompt tokens unknown (train data unreadable): token estimate counts completions only"
+                .into(),
+        );
     }
     let completion_tokens_max = rollouts as u64 * max_completion_length as u64;
     let prompt_tokens = prompt_tokens_per_prompt.map_or(0, |p| (p * rollouts as f64) as u64);

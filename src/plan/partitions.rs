@@ -84,8 +84,14 @@ pub fn rounds(
 ) -> Result<(Vec<Round>, Vec<ScorePair>)> {
     let all = dates(p)?;
     for (i, o) in p.overrides.iter().enumerate() {
-        parse_date(&format!("schedule.partitions.overrides[{i}].predictions_from"), &o.predictions_from)?;
-        parse_date(&format!("schedule.partitions.overrides[{i}].outcomes_from"), &o.outcomes_from)?;
+        parse_date(
+            &format!("schedule.partitions.overrides[{i}].predictions_from"),
+            &o.predictions_from,
+        )?;
+        parse_date(
+            &format!("schedule.partitions.overrides[{i}].outcomes_from"),
+            &o.outcomes_from,
+        )?;
     }
     let mut rounds: Vec<Round> = all
         .iter()
@@ -98,7 +104,11 @@ pub fn rounds(
         })
         .collect();
     let mut pending = Vec::new();
-    let generating: Vec<String> = rounds.iter().filter(|r| r.generate).map(|r| r.date.clone()).collect();
+    let generating: Vec<String> = rounds
+        .iter()
+        .filter(|r| r.generate)
+        .map(|r| r.date.clone())
+        .collect();
     for pred in generating {
         let pair = match p.overrides.iter().find(|o| o.predictions_from == pred) {
             Some(o) => ScorePair {
@@ -119,7 +129,10 @@ pub fn rounds(
         };
         // Predictions exist once their own round has generated them, so a pair is scored in
         // round max(predictions, outcomes) (YYYYMMDD strings order as dates).
-        let at = pair.outcomes_from.clone().max(pair.predictions_from.clone());
+        let at = pair
+            .outcomes_from
+            .clone()
+            .max(pair.predictions_from.clone());
         if p.skip_missing && !has_outcomes(&pair.outcomes_from) {
             pending.push(pair);
             continue;

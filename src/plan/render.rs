@@ -6,7 +6,12 @@ use std::fmt::Write;
 /// Render a plan for a terminal.
 pub fn render(plan: &Plan) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "plan for {} (spec {})", plan.name, short_hash(&plan.spec_hash));
+    let _ = writeln!(
+        o,
+        "plan for {} (spec {})",
+        plan.name,
+        short_hash(&plan.spec_hash)
+    );
     if let Some(d) = &plan.description {
         let _ = writeln!(o, "  {}", d.trim().replace('\n', "\n  "));
     }
@@ -25,7 +30,11 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(
             o,
             "learning rate ({:?}, peak {}, {} steps, warm-up {}) over {}:",
-            lr.scheduler, fmt_f(lr.peak), lr.total_steps, lr.warmup_steps, lr.scope
+            lr.scheduler,
+            fmt_f(lr.peak),
+            lr.total_steps,
+            lr.warmup_steps,
+            lr.scope
         );
         for p in &lr.points {
             let _ = writeln!(o, "  {:<11} step {:>6}  lr {}", p.at, p.step, fmt_f(p.lr));
@@ -55,7 +64,11 @@ pub fn render(plan: &Plan) -> String {
     );
     match e.prompt_tokens_per_prompt {
         Some(p) => {
-            let _ = writeln!(o, "  prompt tokens       ≈ {} (≈ {p} per prompt)", e.prompt_tokens);
+            let _ = writeln!(
+                o,
+                "  prompt tokens       ≈ {} (≈ {p} per prompt)",
+                e.prompt_tokens
+            );
         }
         None => {
             let _ = writeln!(o, "  prompt tokens       unknown");
@@ -64,7 +77,11 @@ pub fn render(plan: &Plan) -> String {
     let _ = writeln!(o, "  tokens in all       ≤ {}", e.tokens_max);
     if !plan.sweep.is_empty() {
         let _ = writeln!(o);
-        let _ = writeln!(o, "sweep ({} points, one run each with `runner sweep --apply`):", plan.sweep.len());
+        let _ = writeln!(
+            o,
+            "sweep ({} points, one run each with `runner sweep --apply`):",
+            plan.sweep.len()
+        );
         for p in &plan.sweep {
             let _ = writeln!(o, "  {}", p.name);
         }
@@ -93,7 +110,11 @@ fn tree(o: &mut String, plan: &Plan) {
                 let _ = writeln!(o, "  ├─ {k}");
             }
             let evals = if eval_after.len() <= 6 {
-                eval_after.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+                eval_after
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             } else {
                 format!(
                     "{}, {}, ..., {} ({} times)",
@@ -112,7 +133,9 @@ fn tree(o: &mut String, plan: &Plan) {
         LoopPlan::Partitions { rounds, pending } => {
             let _ = writeln!(o, "for each date partition ({} dates):", rounds.len());
             for r in rounds {
-                let steps = r.train_steps.map_or(String::new(), |s| format!(", {s} train steps"));
+                let steps = r
+                    .train_steps
+                    .map_or(String::new(), |s| format!(", {s} train steps"));
                 let gen = match (r.generate, r.prompts) {
                     (false, _) => "no prompts (skipped)".to_string(),
                     (true, Some(n)) => format!("generate {n} prompts"),

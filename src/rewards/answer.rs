@@ -2,9 +2,10 @@
 //! the reference (exactly or within a tolerance), for correctness rewards and pass@k.
 //!
 //! Extraction: the **last** match of `pattern` (default `Answer:\s*([-+]?\d[\d.,]*)`, the
-//! project's arithmetic prompt convention); capture group 1 is the answer (the whole match when
-//! the pattern has no group). When it does not match, the `fallbacks` are tried in order:
-//! `boxed` (the content of the last `\boxed{…}`) and `last_number` (the last number in the text).
+//! project's arithmetic prompt convention; `null` = no pattern); capture group 1 is the answer
+//! (the whole match when the pattern has no group). When it does not match, the `fallbacks` are
+//! tried in order: `boxed` (the content of the last `\boxed{…}`), `last_number` (the last number
+//! in the text) and `whole` (the whole trimmed completion).
 //!
 //! Normalisation ([`parse_number`]): surrounding spaces, a leading `+`, a trailing `.` and
 //! spaces inside the number are removed; then `,` and `.` are read by `decimal`:
@@ -39,6 +40,8 @@ pub enum Fallback {
     Boxed,
     /// The last number anywhere in the text.
     LastNumber,
+    /// The whole trimmed completion.
+    Whole,
 }
 
 /// How `,` and `.` in numbers are read.
@@ -58,8 +61,9 @@ pub enum DecimalStyle {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnswerOptions {
-    /// Regex whose last match holds the answer in capture group 1.
-    pub pattern: String,
+    /// Regex whose last match holds the answer in capture group 1; `null` = only the
+    /// fallbacks.
+    pub pattern: Option<String>,
     /// Tried in order when `pattern` does not match. Default none.
     pub fallbacks: Vec<Fallback>,
     /// Largest absolute difference counted as correct. Default 0 (exact).
@@ -72,7 +76,7 @@ pub struct AnswerOptions {
 impl Default for AnswerOptions {
     fn default() -> Self {
         AnswerOptions {
-            pattern: DEFAULT_PATTERN.into(),
+            pattern: Some(DEFAULT_PATTERN.into()),
             fallbacks: Vec::new(),
             tolerance: 0.0,
             decimal: DecimalStyle::Auto,
@@ -84,7 +88,7 @@ impl Default for AnswerOptions {
 #[derive(Debug, Clone)]
 pub struct AnswerReward {
     options: AnswerOptions,
-    pattern: Regex,
+    pattern: Option<Regex>,
 }
 
 /// What was extracted from a completion.
@@ -99,8 +103,18 @@ pub struct ExtractedAnswer {
 impl AnswerReward {
     /// Compiles the options; a bad pattern or tolerance is a spec error.
     pub fn new(options: AnswerOptions) -> Result<Self> {
-        let pattern = Regex::new(&options.pattern)
-            .map_err(|e| Error::Spec(format!("answer reward: bad pattern: {e}")))?;
+        let pattern = options
+            .pattern
+            .as_deref()
+            .map(|p| {
+                Regex::new(p).map_err(|e| Error::Spec(format!("answer reward: bad pattern: {e}")))
+            })
+            .transpose()?;
+        if pattern.is_none() && options.fallbacks.is_empty() {
+            return Err(Error::Spec(
+                "answer reward: needs a pattern or at least one fallback".into(),
+            ));
+        }
         if !(options.tolerance.is_finite() && options.tolerance >= 0.0) {
             return Err(Error::Spec(
                 "answer reward: tolerance must be finite and >= 0".into(),
@@ -111,12 +125,19 @@ impl AnswerReward {
 
     /// The final answer of a completion, if any.
     pub fn extract(&self, completion: &str) -> Option<ExtractedAnswer> {
-        let raw = last_capture(&self.pattern, completion).or_else(|| {
-            self.options.fallbacks.iter().find_map(|f| match f {
-                Fallback::Boxed => last_boxed(completion),
-                Fallback::LastNumber => last_number(completion),
-            })
-        })?;
+        let raw = self
+            .pattern
+            .as_ref()
+            .and_then(|re| last_capture(re, completion))
+            .or_else(|| {
+                self.options.fallbacks.iter().find_map(|f| match f {
+                    Fallback::Boxed => last_boxed(completion),
+                    Fallback::LastNumber => last_number(completion),
+                    Fallback::Whole => Some(completion.trim())
+                        .filter(|t| !t.is_empty())
+                        .map(String::from),
+                })
+            })?;
         let value = parse_number(&raw, self.options.decimal);
         Some(ExtractedAnswer { raw, value })
     }
@@ -340,12 +361,26 @@ mod tests {
             Some("\\frac{1}{2}".into())
         );
         assert_eq!(r.extract("nothing").map(|a| a.raw), None);
+        // only fallbacks: the whole completion
+        let w = reward(AnswerOptions {
+            pattern: None,
+            fallbacks: vec![Fallback::Whole],
+            ..Default::default()
+        });
+        assert_eq!(w.score("  -3 \n", "-3"), Score::Value(1.0));
+        assert_eq!(w.score("about -3", "-3"), Score::Value(0.0));
+        assert!(AnswerReward::new(AnswerOptions {
+            pattern: None,
+            fallbacks: vec![],
+            ..Default::default()
+        })
+        .is_err());
     }
 
     #[test]
     fn tolerance_and_custom_pattern() {
         let r = reward(AnswerOptions {
-            pattern: r"Resposta:\s*(\S+)".into(),
+            pattern: Some(r"Resposta:\s*(\S+)".into()),
             tolerance: 0.01,
             decimal: DecimalStyle::Comma,
             ..Default::default()
@@ -353,13 +388,13 @@ mod tests {
         assert_eq!(r.score("Resposta: 3,141", "3,14"), Score::Value(1.0));
         assert_eq!(r.score("Resposta: 3,2", "3,14"), Score::Value(0.0));
         assert!(AnswerReward::new(AnswerOptions {
-            pattern: "(".into(),
+            pattern: Some("(".into()),
             ..Default::default()
         })
         .is_err());
         // a pattern without a group uses the whole match
         let r = reward(AnswerOptions {
-            pattern: r"\d+$".into(),
+            pattern: Some(r"\d+$".into()),
             ..Default::default()
         });
         assert_eq!(r.score("x 12", "12"), Score::Value(1.0));

@@ -196,6 +196,65 @@ pub fn parse_strict(text: &str) -> std::result::Result<Map<String, Value>, Strin
     }
 }
 
+/// How the strict and the tolerant parser compare on a batch of completions (for
+/// `runner score --compare-parser strict`: how many outputs parse only with the tolerant one).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ParserComparison {
+    /// Completions compared.
+    pub total: usize,
+    /// Parsed by [`parse_strict`].
+    pub strict_ok: usize,
+    /// Parsed by [`extract_json`].
+    pub tolerant_ok: usize,
+    /// Parsed by the tolerant parser only.
+    pub tolerant_only: usize,
+    /// Parsed by the strict parser only (expected 0; kept so a regression shows).
+    pub strict_only: usize,
+    /// How often each repair was needed, over the tolerant parses.
+    pub repairs: std::collections::BTreeMap<Repair, usize>,
+    /// Tolerant failures by reason (`empty`, `no_object`, `unbalanced`, `invalid`).
+    pub failures: std::collections::BTreeMap<String, usize>,
+}
+
+impl ExtractFailure {
+    /// The failure's short name (`empty`, `no_object`, `unbalanced`, `invalid`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExtractFailure::Empty => "empty",
+            ExtractFailure::NoObject => "no_object",
+            ExtractFailure::Unbalanced { .. } => "unbalanced",
+            ExtractFailure::Invalid { .. } => "invalid",
+        }
+    }
+}
+
+/// Runs both parsers on every completion and counts the differences.
+pub fn compare_parsers<'a>(
+    completions: impl IntoIterator<Item = &'a str>,
+    options: &ExtractOptions,
+) -> ParserComparison {
+    let mut c = ParserComparison::default();
+    for text in completions {
+        c.total += 1;
+        let strict = parse_strict(text).is_ok();
+        let tolerant = extract_json(text, options);
+        match &tolerant {
+            Ok(e) => {
+                for r in &e.repairs {
+                    *c.repairs.entry(*r).or_default() += 1;
+                }
+            }
+            Err(f) => *c.failures.entry(f.kind().to_string()).or_default() += 1,
+        }
+        let tolerant = tolerant.is_ok();
+        c.strict_ok += usize::from(strict);
+        c.tolerant_ok += usize::from(tolerant);
+        c.tolerant_only += usize::from(tolerant && !strict);
+        c.strict_only += usize::from(strict && !tolerant);
+    }
+    c
+}
+
 /// Removes think blocks; returns the text and whether anything was removed.
 fn strip_think(text: &str) -> (Cow<'_, str>, bool) {
     const OPEN: &str = "<think>";

@@ -65,7 +65,8 @@ pub struct ApplyReport {
 
 /// Whether a path names a saved plan rather than a spec.
 pub fn is_plan_path(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
 }
 
 /// Resolve, validate and compile a spec file.
@@ -109,7 +110,10 @@ pub fn prepare_spec(path: &Path, sets: &[String], use_env: bool) -> Result<Prepa
 pub fn prepare_plan(path: &Path) -> Result<Prepared> {
     let saved = Plan::load(path)?;
     let spec_path = saved.source.spec_path.clone().ok_or_else(|| {
-        Error::Run(format!("{}: the plan does not name its spec file", path.display()))
+        Error::Run(format!(
+            "{}: the plan does not name its spec file",
+            path.display()
+        ))
     })?;
     let fresh = prepare_spec(&spec_path, &saved.source.sets, saved.source.use_env)?;
     if fresh.spec_hash != saved.spec_hash {
@@ -145,7 +149,9 @@ pub fn apply(req: &ApplyRequest, registry: &Registry) -> Result<ApplyReport> {
         Some(dir) => resume(req, dir, registry),
         None => {
             let input = req.input.as_deref().ok_or_else(|| {
-                Error::Run("nothing to apply: give a spec file or a plan (or --resume RUN_DIR)".into())
+                Error::Run(
+                    "nothing to apply: give a spec file or a plan (or --resume RUN_DIR)".into(),
+                )
             })?;
             let prepared = prepare(input, &req.sets, req.use_env)?;
             start(req, prepared, registry)
@@ -156,7 +162,10 @@ pub fn apply(req: &ApplyRequest, registry: &Registry) -> Result<ApplyReport> {
 /// Create a run directory for a prepared spec and run it.
 pub fn start(req: &ApplyRequest, p: Prepared, registry: &Registry) -> Result<ApplyReport> {
     registry.check(&p.plan)?;
-    let name = req.run_name.clone().unwrap_or_else(|| p.plan.run_name.clone());
+    let name = req
+        .run_name
+        .clone()
+        .unwrap_or_else(|| p.plan.run_name.clone());
     let run = RunDir::create(&req.runs_dir, &name, &p.spec_hash, chrono::Utc::now())?;
     let _lock = RunLock::acquire(run.path())?;
     atomic::write_text(&run.spec(), &p.spec_text)?;
@@ -176,7 +185,15 @@ pub fn start(req: &ApplyRequest, p: Prepared, registry: &Registry) -> Result<App
             "resumed": false,
         }),
     )?;
-    let summary = execute::execute(&run, &p.spec, &p.plan, registry, &mut state, &mut events, req.progress)?;
+    let summary = execute::execute(
+        &run,
+        &p.spec,
+        &p.plan,
+        registry,
+        &mut state,
+        &mut events,
+        req.progress,
+    )?;
     Ok(ApplyReport {
         run_dir: run.path().to_path_buf(),
         resumed: false,
@@ -241,7 +258,15 @@ fn resume(req: &ApplyRequest, dir: &Path, registry: &Registry) -> Result<ApplyRe
             "completed_before": state.completed.len(),
         }),
     )?;
-    let summary = execute::execute(&run, &spec, &plan, registry, &mut state, &mut events, req.progress)?;
+    let summary = execute::execute(
+        &run,
+        &spec,
+        &plan,
+        registry,
+        &mut state,
+        &mut events,
+        req.progress,
+    )?;
     Ok(ApplyReport {
         run_dir: run.path().to_path_buf(),
         resumed: true,

@@ -54,7 +54,12 @@ pub fn safe_name(name: &str) -> String {
 impl RunDir {
     /// Create a new, empty run directory `<runs_root>/<name>/<run-id>/`. When a directory of that
     /// id exists already (two runs in one second), `-2`, `-3`, ... is appended.
-    pub fn create(runs_root: &Path, name: &str, spec_hash: &str, now: DateTime<Utc>) -> Result<RunDir> {
+    pub fn create(
+        runs_root: &Path,
+        name: &str,
+        spec_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RunDir> {
         let parent = runs_root.join(safe_name(name));
         std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
         let id = run_id(now, spec_hash);

@@ -68,7 +68,12 @@ impl EventLog {
     }
 
     /// Append an event stamped now.
-    pub fn emit(&mut self, stage: Option<&str>, kind: &str, payload: serde_json::Value) -> Result<()> {
+    pub fn emit(
+        &mut self,
+        stage: Option<&str>,
+        kind: &str,
+        payload: serde_json::Value,
+    ) -> Result<()> {
         self.append(&Event::now(stage, kind, payload))
     }
 

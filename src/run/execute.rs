@@ -47,12 +47,16 @@ pub fn execute(
             bar.inc(1);
             continue;
         }
-        let stage = registry.get(inst.kind).ok_or_else(|| {
-            Error::Run(crate::stages::not_implemented_message(&[inst.kind]))
-        })?;
+        let stage = registry
+            .get(inst.kind)
+            .ok_or_else(|| Error::Run(crate::stages::not_implemented_message(&[inst.kind])))?;
         bar.set_message(inst.id.clone());
         let started_at = Utc::now();
-        events.emit(Some(&inst.id), "stage_started", json!({ "kind": inst.kind }))?;
+        events.emit(
+            Some(&inst.id),
+            "stage_started",
+            json!({ "kind": inst.kind }),
+        )?;
         let result = {
             let mut ctx = StageContext {
                 run_dir: run,
@@ -75,7 +79,11 @@ pub fn execute(
                     outputs: out.outputs.clone(),
                 });
                 state.save(&run.state())?;
-                events.emit(Some(&inst.id), "stage_finished", json!({ "outputs": out.outputs }))?;
+                events.emit(
+                    Some(&inst.id),
+                    "stage_finished",
+                    json!({ "outputs": out.outputs }),
+                )?;
                 summary.executed += 1;
                 bar.inc(1);
             }
@@ -98,7 +106,11 @@ pub fn execute(
         }
     }
     bar.finish_and_clear();
-    events.emit(None, "run_finished", json!({ "executed": summary.executed, "skipped": summary.skipped }))?;
+    events.emit(
+        None,
+        "run_finished",
+        json!({ "executed": summary.executed, "skipped": summary.skipped }),
+    )?;
     Ok(summary)
 }
 
@@ -107,9 +119,9 @@ fn progress_bar(len: u64, show: bool) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
-    ) {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(200));

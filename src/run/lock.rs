@@ -32,7 +32,8 @@ impl RunLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        let got = fs4::fs_std::FileExt::try_lock_exclusive(&file).map_err(|e| Error::io(&path, e))?;
+        let got =
+            fs4::fs_std::FileExt::try_lock_exclusive(&file).map_err(|e| Error::io(&path, e))?;
         if !got {
             let holder = read_pid(&mut file)
                 .map(|p| p.to_string())

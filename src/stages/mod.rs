@@ -17,7 +17,17 @@ use std::sync::Arc;
 
 /// The kinds of stage, in plan order.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum StageKind {
@@ -160,7 +170,10 @@ impl Registry {
 
     /// The kinds among `kinds` without an implementation, deduplicated, in plan order.
     pub fn missing(&self, kinds: impl IntoIterator<Item = StageKind>) -> Vec<StageKind> {
-        let mut out: Vec<StageKind> = kinds.into_iter().filter(|k| !self.is_implemented(*k)).collect();
+        let mut out: Vec<StageKind> = kinds
+            .into_iter()
+            .filter(|k| !self.is_implemented(*k))
+            .collect();
         out.sort();
         out.dedup();
         out
