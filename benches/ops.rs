@@ -53,7 +53,7 @@ fn var(shape: &[usize]) -> Var {
 
 fn bench_ops(c: &mut Criterion) {
     let x = var(&[B, T, DM]);
-    let w = (randn(&[DM]).expect("w") * 0.1 + 1.0).expect("w");
+    let w = ((randn(&[DM]).expect("w") * 0.1).expect("w") + 1.0).expect("w");
     pair(
         c,
         "rms_norm fwd+bwd [8,192,576]",

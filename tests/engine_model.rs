@@ -462,8 +462,6 @@ fn check_direction(
 }
 
 fn rand_tensor(shape: &[usize], seed: u64) -> Tensor {
-    let cfg = tiny_config(Arch::Llama, true);
-    let _ = cfg;
     let len: usize = shape.iter().product();
     let mut s = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
     let v: Vec<f32> = (0..len)
@@ -531,8 +529,8 @@ fn lora_model(dir: &Path, arch: Arch, seed: u64) -> Model {
     };
     let mut t = HashMap::new();
     let mut k = 100;
-    for layer in 0..2 {
-        for (name, lin) in m.layers()[layer].linears() {
+    for (layer, l) in m.layers().iter().enumerate() {
+        for (name, lin) in l.linears() {
             let (o, i) = lin.dims().unwrap();
             k += 2;
             let a = (rand_tensor(&[2, i], k) * 0.5).unwrap();
@@ -734,8 +732,7 @@ fn seeded_generation_is_reproducible_and_independent_of_the_batch() {
     }
     // Rollouts 0 and 1 of prompt `a` are the same in a batch of 4 and in a batch of 2 after
     // another prompt.
-    for i in 0..2 {
-        let (x, y) = (&one[i], &two[2 + i]);
+    for (i, (x, y)) in one.iter().zip(&two[2..]).enumerate() {
         assert_eq!((y.prompt_index, y.index), (1, i));
         assert_eq!(x.tokens, y.tokens, "rollout {i}");
         for (p, q) in x.logprobs.iter().zip(&y.logprobs) {

@@ -17,8 +17,10 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 fn v4_like() -> Experiment {
-    let mut s = Experiment::default();
-    s.name = "v4".into();
+    let mut s = Experiment {
+        name: "v4".into(),
+        ..Experiment::default()
+    };
     s.train.max_steps = Some(200);
     s.train.learning_rate = 2e-6;
     s.train.lr_scheduler_type = LrSchedulerType::Cosine;
@@ -89,8 +91,10 @@ fn estimates_by_hand() {
     std::fs::write(&train, line.repeat(4)).unwrap();
     let eval = dir.path().join("eval.jsonl");
     std::fs::write(&eval, line.repeat(3)).unwrap();
-    let mut s = Experiment::default();
-    s.name = "t".into();
+    let mut s = Experiment {
+        name: "t".into(),
+        ..Experiment::default()
+    };
     s.data.train = Some(serde_json::from_value(serde_json::json!({ "path": train })).unwrap());
     s.data.eval = Some(serde_json::from_value(serde_json::json!({ "path": eval })).unwrap());
     s.data.prompt.system = Some("abcd".into());
@@ -113,8 +117,10 @@ fn estimates_by_hand() {
 
 #[test]
 fn steps_loop_instances() {
-    let mut s = Experiment::default();
-    s.name = "s".into();
+    let mut s = Experiment {
+        name: "s".into(),
+        ..Experiment::default()
+    };
     s.train.max_steps = Some(5);
     s.eval.every = Some(2);
     s.train.sft = Some(serde_json::from_value(serde_json::json!({})).unwrap());
@@ -173,8 +179,10 @@ fn daily_partitions_score_the_day_before_with_overrides_and_pending() {
     for date in ["20250802", "20250803", "20250804", "20250805", "20250806"] {
         std::fs::write(d.join(format!("o/{date}.jsonl")), "{}\n").unwrap();
     }
-    let mut s = Experiment::default();
-    s.name = "daily".into();
+    let mut s = Experiment {
+        name: "daily".into(),
+        ..Experiment::default()
+    };
     s.schedule.mode = ScheduleMode::Partitions;
     s.schedule.run_suffix = Some("NEWRUN".into());
     s.data.train = Some(

@@ -638,6 +638,17 @@ fn sample_completions_strict_vs_tolerant() {
     );
     // everything else except single quotes (011) and the empty output (015)
     assert_eq!(tolerant_only.len(), 10, "{tolerant_only:?}");
+
+    let c = compare_parsers(
+        rows.iter().map(|r| r["completion"].as_str().unwrap()),
+        &ExtractOptions::default(),
+    );
+    assert_eq!((c.total, c.strict_ok, c.tolerant_ok), (15, 3, 13));
+    assert_eq!((c.tolerant_only, c.strict_only), (10, 0));
+    assert_eq!(c.repairs[&PtDecimal], 7);
+    assert_eq!(c.repairs[&Truncated], 1);
+    assert_eq!(c.failures["invalid"], 1);
+    assert_eq!(c.failures["empty"], 1);
 }
 
 #[test]

@@ -220,8 +220,10 @@ fn fake_registry(fail_on: Option<&str>) -> (Registry, Arc<Mutex<Vec<String>>>) {
 }
 
 fn small_spec() -> Experiment {
-    let mut spec = Experiment::default();
-    spec.name = "fake".into();
+    let mut spec = Experiment {
+        name: "fake".into(),
+        ..Experiment::default()
+    };
     spec.train.max_steps = Some(3);
     spec.eval.every = Some(2);
     spec

@@ -344,5 +344,5 @@ fn exit_codes() {
         "train.num_iterations=2",
     ]);
     assert_eq!(code, 0, "{out}");
-    assert!(!out.contains("warning"), "--set applies: {out}");
+    assert!(!out.contains("warning:"), "--set applies: {out}");
 }

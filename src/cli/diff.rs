@@ -70,13 +70,14 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         changes = without_meta(changes);
     }
     let (na, nb) = (args.a.display().to_string(), args.b.display().to_string());
-    match args.format {
-        Format::Text => print!("{}", format_text(&changes)),
-        Format::Json => println!(
-            "{}",
+    let out = match args.format {
+        Format::Text => format_text(&changes),
+        Format::Json => format!(
+            "{}\n",
             serde_json::to_string_pretty(&format_json(&na, &nb, &changes))?
         ),
-        Format::Markdown => print!("{}", format_markdown(&na, &nb, &changes)),
-    }
+        Format::Markdown => format_markdown(&na, &nb, &changes),
+    };
+    super::validate::write_stdout(&out)?;
     Ok(if changes.is_empty() { 0 } else { 1 })
 }

@@ -65,19 +65,20 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .iter()
         .filter(|(_, d)| d.iter().any(Diagnostic::is_error))
         .count();
+    let mut out = String::new();
     match args.format {
         Format::Text => {
             for d in &all {
-                println!("{d}");
+                out.push_str(&format!("{d}\n"));
             }
-            println!(
+            out.push_str(&format!(
                 "{} file{} checked: {} valid, {invalid} invalid; {errors} error{}, {warnings} warning{}",
                 reports.len(),
                 plural(reports.len()),
                 reports.len() - invalid,
                 plural(errors),
                 plural(warnings)
-            );
+            ));
         }
         Format::Json => {
             let files: Vec<serde_json::Value> = reports
@@ -96,9 +97,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 "warnings": warnings,
                 "valid": invalid == 0 && !io_error,
             });
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            out.push_str(&serde_json::to_string_pretty(&doc)?);
+            out.push('\n');
         }
     }
+    write_stdout(&out)?;
     Ok(if io_error {
         2
     } else if errors > 0 {
@@ -106,6 +109,19 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     } else {
         0
     })
+}
+
+/// Writes to stdout; a closed pipe (`runner validate ... | head`) is not an error.
+pub(crate) fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 fn plural(n: usize) -> &'static str {

@@ -135,7 +135,7 @@ fn batch_arithmetic(spec: &Experiment, out: &mut Vec<Finding>) {
     let g = spec.generate.num_generations;
     let per_micro = t.batch_size * g;
     if let Some(m) = t.micro_batch_size {
-        if per_micro > 0 && per_micro % m != 0 {
+        if per_micro > 0 && !per_micro.is_multiple_of(m) {
             out.push(Finding::error(
                 "train.micro_batch_size",
                 format!(
@@ -215,7 +215,7 @@ fn lr_decay(spec: &Experiment, out: &mut Vec<Finding>) {
 /// it comes before the last `tail` of the steps.
 pub fn early_decay(s: &LrSchedule, frac: f64, tail: f64) -> Option<Finding> {
     let total = s.total_steps;
-    let step = s.first_step_below(frac)?;
+    let step = first_step_below(s, frac)?;
     let tail_start = (total as f64 * (1.0 - tail)).floor() as usize;
     if step >= tail_start {
         return None;
@@ -238,6 +238,28 @@ pub fn early_decay(s: &LrSchedule, frac: f64, tail: f64) -> Option<Finding> {
             "use constant_with_warmup, or cosine_with_min_lr with a min_lr_rate".into(),
         )),
     )
+}
+
+/// The first step after warm-up with an LR under `frac` of the peak, by bisection: every
+/// schedule is non-increasing after its warm-up, and a step count from a spec can be huge
+/// (a linear scan of `u64::MAX` steps would never end). Agrees with
+/// [`LrSchedule::first_step_below`].
+fn first_step_below(s: &LrSchedule, frac: f64) -> Option<usize> {
+    let (mut lo, mut hi) = (s.warmup_steps.min(s.total_steps), s.total_steps);
+    if lo >= hi || s.factor(hi - 1) >= frac {
+        return None;
+    }
+    // Invariant: factor(hi - 1) < frac; every step before lo is at or above it.
+    hi -= 1;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if s.factor(mid) < frac {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some(lo)
 }
 
 /// DAPO clip-higher: the upper clip range must not be below the lower one.
@@ -809,6 +831,46 @@ mod tests {
         assert!(f.message.contains("at step 175 of 200"), "{}", f.message);
         assert_eq!(f.severity, Severity::Warning);
         assert_eq!(f.path, "train.lr_scheduler_type");
+    }
+
+    #[test]
+    fn bisection_agrees_with_the_scan() {
+        use LrSchedulerType::*;
+        for kind in [
+            Constant,
+            ConstantWithWarmup,
+            Linear,
+            Cosine,
+            CosineWithMinLr,
+            WarmupStableDecay,
+        ] {
+            for (total, warmup) in [(1, 0), (10, 3), (200, 20), (600, 30), (97, 96), (50, 80)] {
+                for frac in [0.01, 0.05, 0.5, 0.99] {
+                    let s = LrSchedule {
+                        kind,
+                        peak_lr: 1e-5,
+                        total_steps: total,
+                        warmup_steps: warmup,
+                        min_lr_rate: 0.0,
+                        decay_ratio: 0.3,
+                    };
+                    assert_eq!(
+                        first_step_below(&s, frac),
+                        s.first_step_below(frac),
+                        "{kind:?} {total} {warmup} {frac}"
+                    );
+                }
+            }
+        }
+        let huge = LrSchedule {
+            kind: Linear,
+            peak_lr: 1.0,
+            total_steps: usize::MAX,
+            warmup_steps: 0,
+            min_lr_rate: 0.0,
+            decay_ratio: 0.1,
+        };
+        assert!(early_decay(&huge, 0.01, 0.10).is_none());
     }
 
     #[test]

@@ -629,7 +629,7 @@ fn explain_choice(
         .cloned()
         .collect();
     if fitting.is_empty() {
-        let expected: Vec<String> = branches.iter().map(|b| describe_type(b)).collect();
+        let expected: Vec<String> = branches.iter().map(describe_type).collect();
         out.push(Issue::new(
             path.to_string(),
             false,
