@@ -215,7 +215,8 @@ fn daily_partitions_score_the_day_before_with_overrides_and_pending() {
     let LoopPlan::Partitions { rounds, pending } = &plan.loop_ else {
         panic!("{:?}", plan.loop_)
     };
-    let summary: Vec<(&str, bool, Vec<(&str, &str, bool)>)> = rounds
+    type Row<'a> = (&'a str, bool, Vec<(&'a str, &'a str, bool)>);
+    let summary: Vec<Row> = rounds
         .iter()
         .map(|r| {
             (

@@ -72,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 out.push_str(&format!("{d}\n"));
             }
             out.push_str(&format!(
-                "{} file{} checked: {} valid, {invalid} invalid; {errors} error{}, {warnings} warning{}",
+                "{} file{} checked: {} valid, {invalid} invalid; {errors} error{}, {warnings} warning{}\n",
                 reports.len(),
                 plural(reports.len()),
                 reports.len() - invalid,

@@ -254,6 +254,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> crate::Result<()> {
     tmp.as_file()
         .sync_all()
         .map_err(|e| crate::Error::io(path, e))?;
+    // Temp files are created 0600; artifacts are meant to be shared like ordinary files.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| crate::Error::io(path, e))?;
+    }
     tmp.persist(path)
         .map_err(|e| crate::Error::io(path, e.error))?;
     Ok(())

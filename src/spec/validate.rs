@@ -118,7 +118,7 @@ impl fmt::Display for Diagnostic {
 /// The JSON Schema of a spec, generated from the types (the same document `runner schema`
 /// writes).
 pub fn experiment_schema() -> Json {
-    serde_json::to_value(schemars::schema_for!(Experiment)).unwrap_or(Json::Null)
+    crate::spec::types::experiment_schema()
 }
 
 /// Validates one spec file with everything it extends; returns every problem found, sorted.
@@ -399,7 +399,7 @@ fn standalone(root: &Json, schema: &Json) -> Json {
         Json::Bool(b) => return Json::Bool(*b),
         _ => serde_json::Map::new(),
     };
-    for key in ["$schema", "$defs"] {
+    for key in ["$schema", "$defs", "definitions"] {
         if let (Some(v), false) = (root.get(key), out.contains_key(key)) {
             out.insert(key.to_string(), v.clone());
         }
@@ -468,11 +468,21 @@ fn check_into(
             ValidationErrorKind::Required { property } => {
                 if !partial {
                     let p = plain(property);
-                    out.push(Issue::new(
-                        join(&path, &p),
-                        true,
-                        format!("missing required field `{p}`"),
-                    ));
+                    // Name the choices when the missing field is an enum (e.g. a reward's `kind`).
+                    let parent = spath.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+                    let choices: Vec<String> = suggest::schema_at(&whole, parent)
+                        .and_then(|s| suggest::deref(&whole, s).get("properties")?.get(&p))
+                        .map(|s| suggest::enum_values(&whole, s).iter().map(plain).collect())
+                        .unwrap_or_default();
+                    let message = if choices.is_empty() {
+                        format!("missing required field `{p}`")
+                    } else {
+                        format!(
+                            "missing required field `{p}` (one of {})",
+                            backticked(&choices)
+                        )
+                    };
+                    out.push(Issue::new(join(&path, &p), true, message));
                 }
             }
             ValidationErrorKind::Enum { options } => {

@@ -95,7 +95,7 @@ pub fn hf_name(gguf: &str) -> Option<String> {
 pub fn unpermute(w: &Tensor, n_head: usize) -> crate::Result<Tensor> {
     let dims = w.dims().to_vec();
     let out = dims[0];
-    if n_head == 0 || out % (2 * n_head) != 0 {
+    if n_head == 0 || !out.is_multiple_of(2 * n_head) {
         return Err(crate::Error::Model(format!(
             "cannot un-permute a tensor with {out} rows over {n_head} heads"
         )));
@@ -111,7 +111,7 @@ pub fn unpermute(w: &Tensor, n_head: usize) -> crate::Result<Tensor> {
 pub fn permute(w: &Tensor, n_head: usize) -> crate::Result<Tensor> {
     let dims = w.dims().to_vec();
     let out = dims[0];
-    if n_head == 0 || out % (2 * n_head) != 0 {
+    if n_head == 0 || !out.is_multiple_of(2 * n_head) {
         return Err(crate::Error::Model(format!(
             "cannot permute a tensor with {out} rows over {n_head} heads"
         )));
