@@ -37,6 +37,8 @@ enum Command {
 }
 
 fn main() {
+    // Before any tensor is allocated: keep glibc from mmapping/unmapping every large tensor.
+    runner::engine::device::tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(a) => cli::validate::run(a),
