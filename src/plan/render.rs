@@ -29,8 +29,12 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(o);
         let _ = writeln!(
             o,
-            "learning rate ({:?}, peak {}, {} steps, warm-up {}) over {}:",
-            lr.scheduler,
+            "learning rate ({}, peak {}, {} steps, warm-up {}) over {}:",
+            // The spec's own spelling (snake_case), not the Rust variant name.
+            serde_json::to_value(lr.scheduler)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
             fmt_f(lr.peak),
             lr.total_steps,
             lr.warmup_steps,
