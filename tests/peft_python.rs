@@ -4,120 +4,25 @@
 //!
 //! `RUNNER_PEFT_PYTHON=/path/to/python3 cargo test --test peft_python -- --nocapture`
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
 use runner::engine::load::{self, LoadOptions, ModelFiles};
-use runner::engine::model::{LoraConfig, Model, TrainBatch};
+use runner::engine::model::{Arch, LoraConfig, Model, TrainBatch};
 use runner::engine::peft;
 
-const VOCAB: usize = 61;
-const HIDDEN: usize = 32;
-const INTER: usize = 48;
+use common::{rand_tensor, random_weights, tiny_config};
+
 const LAYERS: usize = 2;
-const HEADS: usize = 4;
-const KV_HEADS: usize = 2;
 
-/// A tiny Llama config.json that transformers can instantiate `LlamaForCausalLM` from.
-fn tiny_llama_config() -> serde_json::Value {
-    serde_json::json!({
-        "model_type": "llama",
-        "architectures": ["LlamaForCausalLM"],
-        "hidden_size": HIDDEN,
-        "intermediate_size": INTER,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "num_key_value_heads": KV_HEADS,
-        "rms_norm_eps": 1e-5,
-        "rope_theta": 10000.0,
-        "max_position_embeddings": 128,
-        "vocab_size": VOCAB,
-        "tie_word_embeddings": false,
-        "hidden_act": "silu",
-        "attention_bias": false,
-        "mlp_bias": false,
-        "bos_token_id": 1,
-        "eos_token_id": 2,
-        "torch_dtype": "float32",
-    })
-}
-
-/// Deterministic pseudo-random values uniform in `mean ± scale` (an LCG, so failures reproduce).
-fn rand_tensor(shape: &[usize], seed: u64, scale: f64, mean: f64) -> Tensor {
-    let len: usize = shape.iter().product();
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let vals: Vec<f32> = (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let u = (s >> 11) as f64 / (1u64 << 53) as f64;
-            (mean + scale * (2.0 * u - 1.0)) as f32
-        })
-        .collect();
-    Tensor::from_vec(vals, shape, &Device::Cpu).unwrap()
-}
-
-/// Random Llama weights under HF names.
-fn random_llama_weights(seed: u64) -> Vec<(String, Tensor)> {
-    let hd = HIDDEN / HEADS;
-    let mut n = seed;
-    let mut rnd = |shape: &[usize], scale: f64, mean: f64| {
-        n += 1;
-        rand_tensor(shape, n, scale, mean)
-    };
-    let lin = 1.0 / (HIDDEN as f64).sqrt();
-    let lin2 = 1.0 / (INTER as f64).sqrt();
-    let mut w = vec![(
-        "model.embed_tokens.weight".to_string(),
-        rnd(&[VOCAB, HIDDEN], 1.0, 0.0),
-    )];
-    for i in 0..LAYERS {
-        let p = format!("model.layers.{i}");
-        let mut add = |name: &str, t: Tensor| w.push((format!("{p}.{name}"), t));
-        add("input_layernorm.weight", rnd(&[HIDDEN], 0.2, 1.0));
-        add("post_attention_layernorm.weight", rnd(&[HIDDEN], 0.2, 1.0));
-        add(
-            "self_attn.q_proj.weight",
-            rnd(&[HEADS * hd, HIDDEN], lin, 0.0),
-        );
-        add(
-            "self_attn.k_proj.weight",
-            rnd(&[KV_HEADS * hd, HIDDEN], lin, 0.0),
-        );
-        add(
-            "self_attn.v_proj.weight",
-            rnd(&[KV_HEADS * hd, HIDDEN], lin, 0.0),
-        );
-        add(
-            "self_attn.o_proj.weight",
-            rnd(&[HIDDEN, HEADS * hd], lin, 0.0),
-        );
-        add("mlp.gate_proj.weight", rnd(&[INTER, HIDDEN], lin, 0.0));
-        add("mlp.up_proj.weight", rnd(&[INTER, HIDDEN], lin, 0.0));
-        add("mlp.down_proj.weight", rnd(&[HIDDEN, INTER], lin2, 0.0));
-    }
-    w.push(("model.norm.weight".to_string(), rnd(&[HIDDEN], 0.2, 1.0)));
-    w.push((
-        "lm_head.weight".to_string(),
-        rnd(&[VOCAB, HIDDEN], 0.5, 0.0),
-    ));
-    w
-}
-
-/// Write an HF directory: config.json + model.safetensors (with the `{"format": "pt"}`
-/// metadata transformers expects).
+/// The shared tiny Llama (untied head), as an HF directory transformers can load.
 fn write_hf_dir(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_string_pretty(&tiny_llama_config()).unwrap(),
-    )
-    .unwrap();
-    peft::write_safetensors(&dir.join("model.safetensors"), &random_llama_weights(3)).unwrap();
+    let mut cfg = tiny_config(Arch::Llama, false);
+    cfg["torch_dtype"] = serde_json::json!("float32");
+    common::write_hf_dir(dir, &cfg, &random_weights(&cfg, 3));
 }
 
 fn load_dir(dir: &Path) -> Model {

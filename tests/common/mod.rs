@@ -1,0 +1,161 @@
+//! Tiny random models of the real architectures, written as HF directories, shared by the
+//! integration tests (each test binary includes this with `mod common;`).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use runner::engine::model::Arch;
+use runner::engine::peft;
+
+pub const VOCAB: usize = 61;
+
+/// A tiny config.json for `arch` (with the extra keys candle-transformers' configs require).
+pub fn tiny_config(arch: Arch, tied: bool) -> serde_json::Value {
+    let mut c = serde_json::json!({
+        "model_type": arch.model_type(),
+        "architectures": [arch.hf_class()],
+        "hidden_size": 32,
+        "intermediate_size": 48,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "max_position_embeddings": 128,
+        "vocab_size": VOCAB,
+        "tie_word_embeddings": tied,
+        "hidden_act": "silu",
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "sliding_window": 128,
+        "max_window_layers": 2,
+        "use_sliding_window": false,
+    });
+    if arch == Arch::Qwen3 {
+        // head_dim deliberately not hidden/heads, as in real Qwen3 configs.
+        c["head_dim"] = serde_json::json!(16);
+        c["attention_bias"] = serde_json::json!(false);
+    }
+    c
+}
+
+/// Deterministic pseudo-random values uniform in `mean ± scale` (an LCG, so failures reproduce).
+pub fn rand_tensor(shape: &[usize], seed: u64, scale: f64, mean: f64) -> Tensor {
+    let len: usize = shape.iter().product();
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let vals: Vec<f32> = (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (s >> 11) as f64 / (1u64 << 53) as f64;
+            (mean + scale * (2.0 * u - 1.0)) as f32
+        })
+        .collect();
+    Tensor::from_vec(vals, shape, &Device::Cpu).unwrap()
+}
+
+/// Random weights (HF names) for a config.json value.
+pub fn random_weights(cfg: &serde_json::Value, seed: u64) -> HashMap<String, Tensor> {
+    let g = |k: &str| cfg[k].as_u64().unwrap() as usize;
+    let (d, inter, layers, h, kvh, v) = (
+        g("hidden_size"),
+        g("intermediate_size"),
+        g("num_hidden_layers"),
+        g("num_attention_heads"),
+        g("num_key_value_heads"),
+        g("vocab_size"),
+    );
+    let hd = cfg["head_dim"].as_u64().map_or(d / h, |x| x as usize);
+    let arch = cfg["model_type"].as_str().unwrap().to_string();
+    let mut n = seed;
+    let mut rnd = |shape: &[usize], scale: f64, mean: f64| {
+        n += 1;
+        rand_tensor(shape, n, scale, mean)
+    };
+    let mut w = HashMap::new();
+    w.insert(
+        "model.embed_tokens.weight".to_string(),
+        rnd(&[v, d], 1.0, 0.0),
+    );
+    for i in 0..layers {
+        let p = format!("model.layers.{i}");
+        w.insert(format!("{p}.input_layernorm.weight"), rnd(&[d], 0.2, 1.0));
+        w.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            rnd(&[d], 0.2, 1.0),
+        );
+        let lin = 1.0 / (d as f64).sqrt();
+        w.insert(
+            format!("{p}.self_attn.q_proj.weight"),
+            rnd(&[h * hd, d], lin, 0.0),
+        );
+        w.insert(
+            format!("{p}.self_attn.k_proj.weight"),
+            rnd(&[kvh * hd, d], lin, 0.0),
+        );
+        w.insert(
+            format!("{p}.self_attn.v_proj.weight"),
+            rnd(&[kvh * hd, d], lin, 0.0),
+        );
+        w.insert(
+            format!("{p}.self_attn.o_proj.weight"),
+            rnd(&[d, h * hd], lin, 0.0),
+        );
+        if arch == "qwen2" {
+            w.insert(
+                format!("{p}.self_attn.q_proj.bias"),
+                rnd(&[h * hd], 0.1, 0.0),
+            );
+            w.insert(
+                format!("{p}.self_attn.k_proj.bias"),
+                rnd(&[kvh * hd], 0.1, 0.0),
+            );
+            w.insert(
+                format!("{p}.self_attn.v_proj.bias"),
+                rnd(&[kvh * hd], 0.1, 0.0),
+            );
+        }
+        if arch == "qwen3" {
+            w.insert(format!("{p}.self_attn.q_norm.weight"), rnd(&[hd], 0.2, 1.0));
+            w.insert(format!("{p}.self_attn.k_norm.weight"), rnd(&[hd], 0.2, 1.0));
+        }
+        w.insert(
+            format!("{p}.mlp.gate_proj.weight"),
+            rnd(&[inter, d], lin, 0.0),
+        );
+        w.insert(
+            format!("{p}.mlp.up_proj.weight"),
+            rnd(&[inter, d], lin, 0.0),
+        );
+        let lin2 = 1.0 / (inter as f64).sqrt();
+        w.insert(
+            format!("{p}.mlp.down_proj.weight"),
+            rnd(&[d, inter], lin2, 0.0),
+        );
+    }
+    w.insert("model.norm.weight".to_string(), rnd(&[d], 0.2, 1.0));
+    if !cfg["tie_word_embeddings"].as_bool().unwrap() {
+        w.insert("lm_head.weight".to_string(), rnd(&[v, d], 0.5, 0.0));
+    }
+    w
+}
+
+/// Write an HF directory (config.json + model.safetensors), loadable by runner and transformers.
+pub fn write_hf_dir(dir: &Path, cfg: &serde_json::Value, w: &HashMap<String, Tensor>) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(cfg).unwrap(),
+    )
+    .unwrap();
+    // Sorted names, and the `{"format": "pt"}` metadata transformers expects.
+    let mut tensors: Vec<(String, Tensor)> =
+        w.iter().map(|(k, t)| (k.clone(), t.clone())).collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    peft::write_safetensors(&dir.join("model.safetensors"), &tensors).unwrap();
+}
