@@ -1,8 +1,7 @@
 //! `runner bench decode|train`: throughput beside this machine's physical bounds.
 
-use crate::cli::generate::DtypeArg;
+use crate::cli::runtime::Runtime;
 use crate::engine::bench::{self, DecodeSettings, TrainSettings};
-use crate::engine::device;
 use crate::engine::model::LoraConfig;
 
 /// Arguments of `runner bench`.
@@ -29,14 +28,8 @@ pub struct Common {
     /// Model: a known name, an HF model directory, a .gguf file or an HF hub id.
     #[arg(long, default_value = "smollm2-135m-instruct")]
     pub model: String,
-    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
-    pub dtype: DtypeArg,
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// CPU threads for tensor work (default: candle's choice).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub runtime: Runtime,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Print one JSON object.
@@ -93,19 +86,13 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
 }
 
-fn setup(c: &Common) -> anyhow::Result<candle_core::Device> {
-    device::tune_allocator();
-    device::set_threads(c.threads);
-    Ok(device::device(&c.device)?)
-}
-
 fn decode(a: DecodeArgs) -> anyhow::Result<i32> {
-    let dev = setup(&a.common)?;
+    let (dtype, dev) = a.common.runtime.setup()?;
     let r = bench::decode(&DecodeSettings {
         model: a.common.model.clone(),
         batch: a.batch,
         new_tokens: a.new_tokens,
-        dtype: a.common.dtype.dtype(),
+        dtype,
         device: dev,
         prompt: a.prompt,
         seed: a.common.seed,
@@ -142,7 +129,7 @@ fn decode(a: DecodeArgs) -> anyhow::Result<i32> {
 }
 
 fn train(a: TrainArgs) -> anyhow::Result<i32> {
-    let dev = setup(&a.common)?;
+    let (dtype, dev) = a.common.runtime.setup()?;
     let r = bench::train(&TrainSettings {
         model: a.common.model.clone(),
         batch: a.batch,
@@ -153,7 +140,7 @@ fn train(a: TrainArgs) -> anyhow::Result<i32> {
             dropout: 0.0,
             target_modules: a.targets,
         },
-        dtype: a.common.dtype.dtype(),
+        dtype,
         device: dev,
         steps: a.steps,
         prompt_len: a.prompt_len.unwrap_or(a.seq_len / 4),

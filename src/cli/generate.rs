@@ -8,24 +8,11 @@ use anyhow::Context;
 use crate::engine::chat::{self, Message};
 use crate::engine::generate::{generate, GenerateRequest};
 use crate::engine::load::{load, LoadOptions};
+use crate::engine::peft;
 use crate::engine::sample::SamplingParams;
-use crate::engine::{device, peft};
 
-/// Floating-point type of the weights and activations.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DtypeArg {
-    F32,
-    Bf16,
-}
-
-impl DtypeArg {
-    pub fn dtype(self) -> candle_core::DType {
-        match self {
-            DtypeArg::F32 => candle_core::DType::F32,
-            DtypeArg::Bf16 => candle_core::DType::BF16,
-        }
-    }
-}
+pub use super::runtime::DtypeArg;
+use super::runtime::Runtime;
 
 /// Arguments of `runner generate`.
 #[derive(clap::Args, Debug)]
@@ -74,22 +61,15 @@ pub struct Args {
     pub stop: Vec<String>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
-    pub dtype: DtypeArg,
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// CPU threads for tensor work (default: candle's choice).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub runtime: Runtime,
     /// Print one JSON object per completion (text, token count, finish reason).
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    device::tune_allocator();
-    device::set_threads(args.threads);
+    let (dtype, dev) = args.runtime.setup()?;
     let params = SamplingParams {
         temperature: args.temperature,
         top_p: args.top_p,
@@ -102,8 +82,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 
     let started = Instant::now();
     let opts = LoadOptions {
-        dtype: args.dtype.dtype(),
-        device: device::device(&args.device)?,
+        dtype,
+        device: dev,
         lora: None,
     };
     let mut loaded = load(&args.model, &opts).with_context(|| format!("loading {}", args.model))?;

@@ -8,6 +8,7 @@ pub mod export;
 pub mod generate;
 pub mod models;
 pub mod plan;
+pub mod runtime;
 pub mod schema;
 pub mod sweep;
 pub mod validate;
