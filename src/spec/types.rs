@@ -817,6 +817,11 @@ reward_kind! {
         #[serde(default = "default_sql_timeout")]
         #[schemars(range(min = 1))]
         timeout_ms: u64,
+        /// Most result rows read from a query; a query returning more scores as failing (a
+        /// runaway `SELECT *` cannot exhaust memory). Default 10000.
+        #[serde(default = "default_sql_max_rows")]
+        #[schemars(range(min = 1))]
+        max_rows: usize,
     }
 }
 
@@ -850,6 +855,30 @@ reward_kind! {
         /// Judge calls retried when its output cannot be parsed. Default 2.
         #[serde(default = "default_judge_retries")]
         retries: u32,
+        /// Base URL of an OpenAI-compatible server (vLLM, llama.cpp server, Ollama), e.g.
+        /// `http://127.0.0.1:8000/v1`; the judge posts to `{endpoint}/chat/completions`. `null` =
+        /// the local engine runs the judge model.
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// Environment variable holding the endpoint's API key (sent as a bearer token); `null`
+        /// = no key.
+        #[serde(default)]
+        api_key_env: Option<String>,
+        /// Per-request timeout of the HTTP judge, in milliseconds. Default 60000.
+        #[serde(default = "default_judge_timeout")]
+        #[schemars(range(min = 1))]
+        timeout_ms: u64,
+        /// HTTP attempts after a failed one (connection error, timeout, 5xx, 429), with
+        /// exponential backoff from `backoff_ms`. Default 3.
+        #[serde(default = "default_judge_http_retries")]
+        http_retries: u32,
+        /// First backoff delay in milliseconds (doubled per retry). Default 500.
+        #[serde(default = "default_judge_backoff")]
+        backoff_ms: u64,
+        /// Most tokens the judge may write. Default 64.
+        #[serde(default = "default_judge_max_tokens")]
+        #[schemars(range(min = 1))]
+        max_tokens: usize,
     }
 }
 
@@ -1609,6 +1638,21 @@ fn default_leak_penalty() -> f64 {
 }
 fn default_sql_timeout() -> u64 {
     2000
+}
+fn default_sql_max_rows() -> usize {
+    10_000
+}
+fn default_judge_timeout() -> u64 {
+    60_000
+}
+fn default_judge_http_retries() -> u32 {
+    3
+}
+fn default_judge_backoff() -> u64 {
+    500
+}
+fn default_judge_max_tokens() -> usize {
+    64
 }
 fn default_judge_retries() -> u32 {
     2

@@ -4,6 +4,8 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::Rng;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::engine::ops;
 
@@ -18,6 +20,9 @@ pub struct LoraAdapter {
     pub scale: f64,
     /// Dropout probability on the adapter's input (training only).
     pub dropout: f64,
+    /// Shared by every adapter of a model: off = the base model's forward (the KL reference
+    /// without a second copy of the weights).
+    pub enabled: Arc<AtomicBool>,
 }
 
 impl LoraAdapter {
@@ -52,6 +57,7 @@ impl LoraAdapter {
             b: Var::from_tensor(&b.to_dtype(DType::F32)?)?,
             scale: alpha / r as f64,
             dropout,
+            enabled: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -129,7 +135,11 @@ impl Linear {
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }
-        if let Some(lora) = &self.lora {
+        if let Some(lora) = self
+            .lora
+            .as_ref()
+            .filter(|l| l.enabled.load(Ordering::Relaxed))
+        {
             let mask = match dropout {
                 Some(d) if lora.dropout > 0.0 => {
                     Some(d.mask(&[n, in_dim], lora.dropout, x.device())?)

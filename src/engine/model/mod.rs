@@ -102,6 +102,7 @@ pub struct Model {
     lora: Option<LoraConfig>,
     full_finetune: bool,
     training: AtomicBool,
+    adapters_enabled: std::sync::Arc<AtomicBool>,
     dropout_rng: Mutex<ChaCha8Rng>,
     /// Where the base weights came from (`base_model_name_or_path` in PEFT files).
     pub source: String,
@@ -254,6 +255,7 @@ impl Model {
             lora: None,
             full_finetune: false,
             training: AtomicBool::new(false),
+            adapters_enabled: std::sync::Arc::new(AtomicBool::new(true)),
             dropout_rng: Mutex::new(ChaCha8Rng::seed_from_u64(0)),
             source: String::new(),
         })
@@ -344,6 +346,18 @@ impl Model {
     /// Differentiable with respect to [`Model::trainable_vars`]; LoRA dropout applies when
     /// [`Model::set_training`] is on.
     pub fn token_logprobs(&self, batch: &TrainBatch) -> crate::Result<Tensor> {
+        self.token_logprobs_at(batch, 1.0)
+    }
+
+    /// [`Model::token_logprobs`] of the temperature-scaled distribution `softmax(logits / T)`,
+    /// the distribution rollouts are sampled from and whose log-probs they record (as TRL
+    /// scales logits by the sampling temperature in its loss).
+    pub fn token_logprobs_at(&self, batch: &TrainBatch, temperature: f64) -> crate::Result<Tensor> {
+        if !(temperature > 0.0 && temperature.is_finite()) {
+            return Err(crate::Error::Model(format!(
+                "temperature must be positive and finite, got {temperature}"
+            )));
+        }
         let (b, t) = batch.input_ids.dims2()?;
         if t < 2 {
             return Err(crate::Error::Model(
@@ -358,7 +372,11 @@ impl Model {
         let x = self.hidden(&batch.input_ids, None, dropout)?;
         let x = x.narrow(1, 0, t - 1)?;
         let x = ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
-        let hidden = x.reshape((b * (t - 1), self.config.hidden_size))?;
+        let mut hidden = x.reshape((b * (t - 1), self.config.hidden_size))?;
+        if temperature != 1.0 {
+            // logits / T = (hidden / T) · Wᵀ: scaling the smaller operand.
+            hidden = (hidden * (1.0 / temperature))?;
+        }
         let targets = batch.input_ids.narrow(1, 1, t - 1)?.flatten_all()?;
         let lp = if self.full_finetune {
             // The head is trainable here, so compose from primitives (the fused op treats the
@@ -394,6 +412,24 @@ impl Model {
         vars
     }
 
+    /// Turn the LoRA adapters off (`false`: the forward is the base model's, e.g. for the KL
+    /// reference log-probs) or back on. Training state is untouched.
+    pub fn set_adapters_enabled(&self, on: bool) {
+        self.adapters_enabled.store(on, Ordering::Relaxed);
+    }
+
+    /// Point every adapter at the model's one on/off switch.
+    fn share_adapter_switch(&mut self) {
+        let switch = self.adapters_enabled.clone();
+        for layer in &mut self.layers {
+            for (_, lin) in layer.linears_mut() {
+                if let Some(l) = lin.lora.as_mut() {
+                    l.enabled = switch.clone();
+                }
+            }
+        }
+    }
+
     /// The LoRA settings of the attached adapters, if any.
     pub fn lora_config(&self) -> Option<&LoraConfig> {
         self.lora.as_ref()
@@ -423,6 +459,7 @@ impl Model {
             }
         }
         self.lora = Some(cfg.clone());
+        self.share_adapter_switch();
         Ok(())
     }
 
@@ -469,6 +506,7 @@ impl Model {
             )));
         }
         self.lora = Some(cfg.clone());
+        self.share_adapter_switch();
         Ok(())
     }
 
