@@ -331,6 +331,10 @@ impl Model {
         let x = self.hidden(input_ids, Some(cache), None)?;
         let x = layers::last_position(&x)?;
         let x = ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
+        if x.dtype() == DType::F32 && x.device().is_cpu() {
+            // The frozen linear's small-row kernel streams the head once per step.
+            return Ok(ops::frozen_linear(&x, self.lm_head())?);
+        }
         Ok(x.matmul(&self.lm_head().t()?)?.to_dtype(DType::F32)?)
     }
 

@@ -10,11 +10,41 @@ pub(crate) trait Real:
 {
     /// `x[i] = exp(x[i] − shift)` for every element; returns the sum of the results.
     fn exp_shift_sum(x: &mut [Self], shift: Self) -> Self;
+
+    /// `dst = lhs · rhs` through a small-row kernel when one fits (few rows, lhs rows and rhs
+    /// columns contiguous); `false` = not handled, use gemm.
+    fn small_m_matmul(
+        _m: usize,
+        _n: usize,
+        _k: usize,
+        _dst: &mut [Self],
+        _lhs: Mat<'_, Self>,
+        _rhs: Mat<'_, Self>,
+        _threads: usize,
+    ) -> bool {
+        false
+    }
 }
 
 impl Real for f32 {
     fn exp_shift_sum(x: &mut [f32], shift: f32) -> f32 {
         fast_exp::exp_shift_sum(x, shift)
+    }
+
+    fn small_m_matmul(
+        m: usize,
+        n: usize,
+        k: usize,
+        dst: &mut [f32],
+        lhs: Mat<'_, f32>,
+        rhs: Mat<'_, f32>,
+        threads: usize,
+    ) -> bool {
+        if m > super::small_m::MAX_M || lhs.cs != 1 || rhs.rs != 1 {
+            return false;
+        }
+        super::small_m::matmul(m, n, k, dst, lhs.data, lhs.rs, rhs.data, rhs.cs, threads);
+        true
     }
 }
 
@@ -332,6 +362,9 @@ pub(crate) fn matmul<T: Real>(
         return Ok(());
     }
     let threads = candle_core::utils::get_num_threads();
+    if T::small_m_matmul(m, n, k, dst, lhs, rhs, threads) {
+        return Ok(());
+    }
     let parallelism = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {

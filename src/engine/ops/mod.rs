@@ -22,6 +22,7 @@ mod linear;
 mod logprobs;
 mod rms_norm;
 mod rope;
+mod small_m;
 mod softmax;
 mod swiglu;
 
