@@ -43,7 +43,15 @@ impl Real for f32 {
         if m > super::small_m::MAX_M || lhs.cs != 1 || rhs.rs != 1 {
             return false;
         }
-        super::small_m::matmul(m, n, k, dst, lhs.data, lhs.rs, rhs.data, rhs.cs, threads);
+        let x = super::small_m::Rows {
+            data: lhs.data,
+            stride: lhs.rs,
+        };
+        let w = super::small_m::Rows {
+            data: rhs.data,
+            stride: rhs.cs,
+        };
+        super::small_m::matmul(m, n, k, dst, x, w, threads);
         true
     }
 }

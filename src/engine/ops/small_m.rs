@@ -16,19 +16,26 @@ pub(crate) const MAX_M: usize = 16;
 /// a 576-row projection across threads.
 const ROWS_PER_TASK: usize = 64;
 
-/// `dst[i·n + j] = Σ_k x[i·xs + k] · w[j·ws + k]` for `i < m`, `j < n`. The caller checked that
-/// the operands hold `m` rows of `x` and `n` rows of `w`, each `k` long, and `m ≤ MAX_M`.
+/// Row-major rows of `f32`: row `i` starts at `data[i · stride]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Rows<'a> {
+    pub data: &'a [f32],
+    pub stride: usize,
+}
+
+/// `dst[i·n + j] = Σ_k x_i[k] · w_j[k]` for `i < m`, `j < n`. The caller checked that the
+/// operands hold `m` rows of `x` and `n` rows of `w`, each `k` long, and `m ≤ MAX_M`.
 pub(crate) fn matmul(
     m: usize,
     n: usize,
     k: usize,
     dst: &mut [f32],
-    x: &[f32],
-    xs: usize,
-    w: &[f32],
-    ws: usize,
+    x: Rows<'_>,
+    w: Rows<'_>,
     threads: usize,
 ) {
+    let (xs, ws) = (x.stride, w.stride);
+    let (x, w) = (x.data, w.data);
     // Column-major scratch (`n × m`) so that parallel tasks own contiguous chunks.
     let mut tmp = vec![0f32; n * m];
     let task = |(c, chunk): (usize, &mut [f32])| {
@@ -266,7 +273,21 @@ mod tests {
             let x = data(m * (k + 3), 1);
             let w = data(n * (k + 1), 2);
             let mut got = vec![0f32; m * n];
-            matmul(m, n, k, &mut got, &x, k + 3, &w, k + 1, 2);
+            matmul(
+                m,
+                n,
+                k,
+                &mut got,
+                Rows {
+                    data: &x,
+                    stride: k + 3,
+                },
+                Rows {
+                    data: &w,
+                    stride: k + 1,
+                },
+                2,
+            );
             let mut want_cm = vec![0f32; n * m];
             portable(m, k, &x, k + 3, &w, k + 1, n, &mut want_cm);
             for i in 0..m {
