@@ -26,6 +26,8 @@ enum Command {
     Sweep(cli::sweep::Args),
     /// Write the JSON Schemas generated from the spec types.
     Schema(cli::schema::Args),
+    /// Score existing completions offline with a spec's rewards; print a per-task table.
+    Score(cli::score::Args),
     /// Sample completions from a model (and optionally a trained adapter).
     Generate(cli::generate::Args),
     /// Measure decode and training throughput.
@@ -47,6 +49,7 @@ fn main() {
         Command::Diff(a) => cli::diff::run(a),
         Command::Sweep(a) => cli::sweep::run(a),
         Command::Schema(a) => cli::schema::run(a),
+        Command::Score(a) => cli::score::run(a),
         Command::Generate(a) => cli::generate::run(a),
         Command::Bench(a) => cli::bench::run(a),
         Command::Models(a) => cli::models::run(a),

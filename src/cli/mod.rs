@@ -10,5 +10,6 @@ pub mod models;
 pub mod plan;
 pub mod runtime;
 pub mod schema;
+pub mod score;
 pub mod sweep;
 pub mod validate;

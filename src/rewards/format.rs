@@ -6,6 +6,11 @@
 //!   matches the relaxed pattern → `relaxed_score` (the seeds' "accept near-misses via a slightly
 //!   relaxed regex": extra lines around a valid one, loose spacing, a missing field, …).
 //! - Otherwise 0. An empty completion scores 0 (a format failure is a score).
+//!
+//! [`FormatReward::searching`] builds the spec's variant (`kind: format`): the patterns are
+//! *searched* in the trimmed completion (unanchored: write `^…$` to require a full match), the
+//! single-line requirement is the `one_line` option, and the relaxed pattern is searched in the
+//! whole trimmed completion the same way.
 
 use regex::Regex;
 use schemars::JsonSchema;
@@ -51,6 +56,8 @@ pub struct FormatReward {
     strict: Regex,
     relaxed: Option<Regex>,
     relaxed_score: f64,
+    /// `Some(one_line)`: unanchored search semantics ([`FormatReward::searching`]).
+    search: Option<bool>,
 }
 
 fn anchored(pattern: &str, what: &str) -> Result<Regex> {
@@ -74,12 +81,49 @@ impl FormatReward {
                 .map(|p| anchored(p, "relaxed"))
                 .transpose()?,
             relaxed_score: options.relaxed_score,
+            search: None,
+        })
+    }
+
+    /// The spec's `format` reward: patterns searched (not anchored) in the trimmed completion;
+    /// with `one_line`, a completion of several lines cannot score 1 (it may still reach the
+    /// relaxed level).
+    pub fn searching(options: &FormatOptions, one_line: bool) -> Result<Self> {
+        if !(0.0..=1.0).contains(&options.relaxed_score) {
+            return Err(Error::Spec(
+                "format reward: relaxed_score must be in [0, 1]".into(),
+            ));
+        }
+        let compile = |p: &str, what: &str| {
+            Regex::new(p).map_err(|e| Error::Spec(format!("format reward: bad {what} regex: {e}")))
+        };
+        Ok(FormatReward {
+            strict: compile(&options.pattern, "strict")?,
+            relaxed: options
+                .relaxed
+                .as_deref()
+                .map(|p| compile(p, "relaxed"))
+                .transpose()?,
+            relaxed_score: options.relaxed_score,
+            search: Some(one_line),
         })
     }
 
     /// The level a completion reaches.
     pub fn level(&self, completion: &str) -> FormatLevel {
         let t = completion.trim();
+        if let Some(one_line) = self.search {
+            if t.is_empty() {
+                return FormatLevel::Invalid;
+            }
+            if (!one_line || !t.contains('\n')) && self.strict.is_match(t) {
+                return FormatLevel::Strict;
+            }
+            if self.relaxed.as_ref().is_some_and(|r| r.is_match(t)) {
+                return FormatLevel::Relaxed;
+            }
+            return FormatLevel::Invalid;
+        }
         if !t.is_empty() && !t.contains('\n') && self.strict.is_match(t) {
             return FormatLevel::Strict;
         }
@@ -159,6 +203,41 @@ mod tests {
         })
         .unwrap();
         assert_eq!(alt.score("ab"), Score::Value(0.0));
+    }
+
+    #[test]
+    fn searching_variant() {
+        let o = FormatOptions {
+            pattern: r"Answer:\s*-?\d+".into(),
+            relaxed: Some(r"(?i)answer".into()),
+            relaxed_score: 0.25,
+        };
+        let r = FormatReward::searching(&o, false).unwrap();
+        assert_eq!(r.score("work...\nAnswer: 42"), Score::Value(1.0));
+        assert_eq!(r.score("the answer is 42"), Score::Value(0.25));
+        assert_eq!(r.score("42"), Score::Value(0.0));
+        assert_eq!(r.score("   "), Score::Value(0.0));
+        let one = FormatReward::searching(&o, true).unwrap();
+        assert_eq!(one.score("Answer: 42"), Score::Value(1.0));
+        // several lines: not 1, but the relaxed pattern still finds it
+        assert_eq!(one.score("work...\nAnswer: 42"), Score::Value(0.25));
+        let anchored = FormatOptions {
+            pattern: r"^\d+$".into(),
+            relaxed: None,
+            relaxed_score: 0.5,
+        };
+        let a = FormatReward::searching(&anchored, false).unwrap();
+        assert_eq!(a.score(" 12 "), Score::Value(1.0));
+        assert_eq!(a.score("12 apples"), Score::Value(0.0));
+        assert!(FormatReward::searching(
+            &FormatOptions {
+                pattern: "(".into(),
+                relaxed: None,
+                relaxed_score: 0.5
+            },
+            false
+        )
+        .is_err());
     }
 
     #[test]

@@ -708,6 +708,8 @@ pub enum FieldKind {
     Enum,
     /// A JSON object.
     Object,
+    /// Any non-null value (a presence check: the spec's `required_fields`).
+    Any,
 }
 
 /// One expected field of the object.
@@ -948,6 +950,7 @@ pub fn check_field(spec: &FieldSpec, value: Option<&Value>, cmp: &CompareOptions
             Value::Object(_) => FieldStatus::Ok,
             _ => FieldStatus::WrongType,
         },
+        FieldKind::Any => FieldStatus::Ok,
     }
 }
 

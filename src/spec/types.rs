@@ -847,8 +847,8 @@ reward_kind! {
         /// Default true.
         #[serde(default = "default_true")]
         strict: bool,
-        /// Rank mode: the rank given to completions the judge did not pick (seeds: 7 of 8);
-        /// `null` = the worst rank G.
+        /// Rank mode: the rank given to completions the judge did not pick, clamped to 1..G;
+        /// `null` = G − 1 (the seeds' "pad unpicked = 7" of 8).
         #[serde(default)]
         #[schemars(range(min = 1))]
         pad_unpicked: Option<usize>,
