@@ -16,8 +16,13 @@ pub mod answer;
 pub mod format;
 pub mod json;
 pub mod judge;
+pub mod judge_client;
 pub mod keywords;
 pub mod quality;
+pub mod semantic;
+pub mod set;
+pub mod sql;
+pub mod task;
 pub mod text;
 
 #[cfg(test)]
