@@ -533,6 +533,9 @@ fn build_kind(
             expected_rows_field: r.expected_rows_field.clone(),
         },
         Reward::Judge(r) => {
+            // A bad rubric or option fails here, once, not per group.
+            crate::rewards::judge_client::check_spec(r)
+                .map_err(|e| Error::Spec(format!("rewards.{name}: {e}")))?;
             let backend: Arc<dyn JudgeBackend> = match (&r.endpoint, &ctx.local_judge) {
                 (Some(_), _) => Arc::new(HttpJudge::from_spec(r)?),
                 (None, Some(local)) => local.clone(),

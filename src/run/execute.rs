@@ -1,6 +1,7 @@
 //! Running a plan's stage instances in order into a run directory, recording each completed
 //! instance in `state.json` and every start, finish and failure in `events.jsonl`. Completed
-//! instances are skipped, which is all `--resume` needs.
+//! instances are skipped, which is all `--resume` needs. A completed instance whose outputs
+//! carry `stop_run` (a monitor with `action: stop`) ends the run after it is recorded.
 
 use super::{EventLog, RunDir, RunState, StageRecord};
 use crate::plan::Plan;
@@ -41,6 +42,7 @@ pub fn execute(
     };
     let bar = progress_bar(instances.len() as u64, show_progress);
     let mut resources = Resources::default();
+    let mut last_reward: Option<f64> = None;
     for inst in &instances {
         if state.is_completed(&inst.id) {
             summary.skipped += 1;
@@ -50,7 +52,10 @@ pub fn execute(
         let stage = registry
             .get(inst.kind)
             .ok_or_else(|| Error::Run(crate::stages::not_implemented_message(&[inst.kind])))?;
-        bar.set_message(inst.id.clone());
+        bar.set_message(match last_reward {
+            Some(r) => format!("{} · reward {r:.3}", inst.id),
+            None => inst.id.clone(),
+        });
         let started_at = Utc::now();
         events.emit(
             Some(&inst.id),
@@ -86,6 +91,22 @@ pub fn execute(
                 )?;
                 summary.executed += 1;
                 bar.inc(1);
+                if let Some(r) = train_reward(&out.outputs) {
+                    last_reward = Some(r);
+                }
+                if let Some(msg) = out
+                    .outputs
+                    .get(crate::stages::train::STOP_KEY)
+                    .and_then(|v| v.as_str())
+                {
+                    events.emit(Some(&inst.id), "run_stopped", json!({ "reason": msg }))?;
+                    bar.abandon();
+                    return Err(Error::Run(format!(
+                        "run stopped after {}: {msg}; continue with `runner apply --resume {}`",
+                        inst.id,
+                        run.path().display()
+                    )));
+                }
             }
             Err(e) => {
                 let message = e.to_string();
@@ -114,14 +135,19 @@ pub fn execute(
     Ok(summary)
 }
 
+/// The mean reward a train instance reported, for the progress bar.
+fn train_reward(outputs: &serde_json::Value) -> Option<f64> {
+    outputs.get("metrics")?.get("reward")?.as_f64()
+}
+
 fn progress_bar(len: u64, show: bool) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} ETA {eta} {msg}",
+    ) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.enable_steady_tick(std::time::Duration::from_millis(200));

@@ -1,0 +1,701 @@
+//! The `train` stage: one optimizer step of the GRPO-family loss on the step's rollouts and
+//! advantages, then the trainer state written to `<run>/trainer/` (every step, so a resume is
+//! exact), a row in `metrics.csv`, a `train_step` event, numbered / final checkpoints and the
+//! spec's monitors.
+//!
+//! Step `s` (0-based) reads the rollouts with their rewards from the sibling `score` instance
+//! (`outputs.scored`) and the advantages from the `rank` instance (`outputs.advantages`),
+//! builds micro-batches of `train.micro_batch_size` completions (prompt + completion, right
+//! padded; the loss mask covers completion tokens, and truncated completions when
+//! `mask_truncated_completions`), and for each: the reference log-probs with adapters off
+//! when β > 0, the policy log-probs at the sampling temperature with LoRA dropout seeded from
+//! (seed, s), C's `policy_loss`, backward, accumulation. Then clipping, a non-finite check
+//! (NaN/Inf stops the run before anything is written, so the last good state stays), and
+//! AdamW at the schedule's LR of step `s`. With `num_iterations` μ > 1 this repeats μ times,
+//! with the sampling-time log-probs as π_old.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use serde_json::json;
+
+use crate::engine::generate::FinishReason;
+use crate::engine::model::{Model, TrainBatch};
+use crate::plan::LoopPlan;
+use crate::spec::{Experiment, MonitorAction, Optimizer};
+use crate::stages::artifacts::{read_jsonl, AdvantageRow, ScoredRow};
+use crate::stages::{policy, Stage, StageContext, StageOutput};
+use crate::train::loss::{policy_loss, LossConfig, LossInputs};
+use crate::train::metrics::{self, MetricsCsv};
+use crate::train::optim::{accumulate, clip_grad_norm, grad_norm, AdamW, AdamWConfig};
+use crate::train::schedule::LrSchedule;
+use crate::train::state::{self, Phase, TrainerState};
+use crate::train::{checkpoint, monitor};
+use crate::{Error, Result};
+
+/// The key of the trainer's in-memory objects in [`crate::stages::Resources`].
+pub const RESOURCE_KEY: &str = "trainer";
+
+/// The output key a stage sets (to a message) to end the run after it completes.
+pub const STOP_KEY: &str = "stop_run";
+
+/// The `train` stage.
+pub struct TrainStage;
+
+/// The optimizer, the trainer state and the metrics file of one `apply` process.
+pub struct Runtime {
+    /// AdamW over the policy's trainable vars.
+    pub opt: AdamW,
+    /// The state as last written.
+    pub state: TrainerState,
+    /// `metrics.csv`.
+    pub csv: MetricsCsv,
+}
+
+/// One completion to train on.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The prompt's tokens.
+    pub prompt_ids: Vec<u32>,
+    /// The completion's tokens (those trained on).
+    pub completion_ids: Vec<u32>,
+    /// Sampling-time log-probs of the completion tokens (π_old when μ > 1).
+    pub old_logprobs: Vec<f32>,
+    /// Its advantage.
+    pub advantage: f64,
+    /// Whether it hit the completion length cap.
+    pub truncated: bool,
+}
+
+/// What shapes one optimizer step.
+#[derive(Debug, Clone)]
+pub struct StepConfig {
+    /// The loss.
+    pub loss: LossConfig,
+    /// The sampling temperature the log-probs are taken at.
+    pub temperature: f64,
+    /// Completions per forward/backward pass.
+    pub micro_batch_size: usize,
+    /// μ: updates on this batch.
+    pub num_iterations: usize,
+    /// Global gradient-norm clip.
+    pub max_grad_norm: Option<f64>,
+    /// Leave truncated completions out of the loss.
+    pub mask_truncated: bool,
+    /// Learning rate.
+    pub lr: f64,
+    /// Seed of the LoRA dropout masks.
+    pub dropout_seed: u64,
+}
+
+/// What one optimizer step measured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepStats {
+    /// The loss (summed over micro-batches; mean over the μ iterations).
+    pub loss: f64,
+    /// Gradient norm before clipping (of the last iteration).
+    pub grad_norm: f64,
+    /// Token-weighted mean KL (k3), when β > 0.
+    pub kl: Option<f64>,
+    /// Token-weighted mean entropy, when the loss reports it.
+    pub entropy: Option<f64>,
+    /// Clip fractions (token-weighted).
+    pub clip_low: f64,
+    /// Clip fractions (token-weighted).
+    pub clip_high: f64,
+    /// Clip fractions (token-weighted).
+    pub clip_region: f64,
+    /// Tokens in the forward passes (prompt + completion, padding excluded), per iteration.
+    pub tokens: usize,
+    /// Completion tokens counted in the loss.
+    pub loss_tokens: f64,
+}
+
+/// A right-padded micro-batch.
+struct Micro {
+    batch: TrainBatch,
+    /// `[b, t-1]` loss mask aligned with the log-probs.
+    mask: Tensor,
+    /// `[b, t-1]` sampling-time log-probs.
+    old: Tensor,
+    /// `[b]` advantages.
+    adv: Tensor,
+    tokens: usize,
+}
+
+fn non_finite(what: &str, value: f64) -> Error {
+    Error::Run(format!(
+        "{what} is {value}: training stopped before the optimizer step, so the trainer state of \
+         the previous step is kept (lower train.learning_rate, set train.max_grad_norm, or check \
+         the rewards/advantages)"
+    ))
+}
+
+/// The loss mask length for a sample: its completion tokens, zeroed when masked.
+fn build_micro(samples: &[&Sample], mask_truncated: bool, device: &Device) -> Result<Micro> {
+    let b = samples.len();
+    let t = samples
+        .iter()
+        .map(|s| s.prompt_ids.len() + s.completion_ids.len())
+        .max()
+        .unwrap_or(0);
+    if t < 2 {
+        return Err(Error::Run(
+            "a training sequence needs at least 2 tokens (prompt + completion)".into(),
+        ));
+    }
+    let mut ids = vec![0u32; b * t];
+    let mut cmask = vec![0f32; b * t];
+    let mut lmask = vec![0f32; b * (t - 1)];
+    let mut old = vec![0f32; b * (t - 1)];
+    let mut adv = Vec::with_capacity(b);
+    let mut tokens = 0;
+    for (i, s) in samples.iter().enumerate() {
+        let p = s.prompt_ids.len();
+        if p == 0 {
+            return Err(Error::Run("a rollout has no prompt tokens".into()));
+        }
+        let c = s.completion_ids.len();
+        tokens += p + c;
+        ids[i * t..i * t + p].copy_from_slice(&s.prompt_ids);
+        ids[i * t + p..i * t + p + c].copy_from_slice(&s.completion_ids);
+        let keep = !(mask_truncated && s.truncated);
+        for k in 0..c {
+            cmask[i * t + p + k] = 1.0;
+            if keep {
+                lmask[i * (t - 1) + p - 1 + k] = 1.0;
+            }
+            if let Some(lp) = s.old_logprobs.get(k) {
+                old[i * (t - 1) + p - 1 + k] = *lp;
+            }
+        }
+        adv.push(s.advantage as f32);
+    }
+    Ok(Micro {
+        batch: TrainBatch {
+            input_ids: Tensor::from_vec(ids, (b, t), device)?,
+            completion_mask: Tensor::from_vec(cmask, (b, t), device)?,
+        },
+        mask: Tensor::from_vec(lmask, (b, t - 1), device)?,
+        old: Tensor::from_vec(old, (b, t - 1), device)?,
+        adv: Tensor::from_vec(adv, b, device)?,
+        tokens,
+    })
+}
+
+/// Restores adapters and training mode however the reference forward ends.
+struct RefGuard<'a>(&'a Model);
+
+impl Drop for RefGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set_adapters_enabled(true);
+    }
+}
+
+/// Run one optimizer step (μ updates) of the policy loss on `samples`. Nothing is updated
+/// when the loss or the gradient norm of the first update is not finite (an error says so).
+pub fn optimizer_step(
+    model: &Model,
+    opt: &mut AdamW,
+    samples: &[Sample],
+    cfg: &StepConfig,
+) -> Result<StepStats> {
+    if samples.is_empty() {
+        return Err(Error::Run("no completions to train on".into()));
+    }
+    if let Some(s) = samples
+        .iter()
+        .find(|s| cfg.num_iterations > 1 && s.old_logprobs.len() != s.completion_ids.len())
+    {
+        return Err(Error::Run(format!(
+            "num_iterations > 1 needs the sampling-time log-prob of every completion token; a \
+             rollout has {} log-probs for {} tokens",
+            s.old_logprobs.len(),
+            s.completion_ids.len()
+        )));
+    }
+    let device = model.device().clone();
+    let vars = model.trainable_vars();
+    if vars.is_empty() {
+        return Err(Error::Run("the policy has no trainable parameters".into()));
+    }
+    let mb = cfg.micro_batch_size.max(1);
+    let refs: Vec<&Sample> = samples.iter().collect();
+    let micros: Vec<Micro> = refs
+        .chunks(mb)
+        .map(|c| build_micro(c, cfg.mask_truncated, &device))
+        .collect::<Result<_>>()?;
+    let mut loss_tokens = 0f64;
+    for m in &micros {
+        loss_tokens += m.mask.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    }
+    let n_seq = samples.len() as f64;
+    // Reference log-probs (β > 0) do not change across the μ iterations: once, adapters off,
+    // no dropout, no graph.
+    let ref_lps: Vec<Option<Tensor>> = if cfg.loss.beta > 0.0 {
+        model.set_training(false);
+        let _g = RefGuard(model);
+        model.set_adapters_enabled(false);
+        micros
+            .iter()
+            .map(|m| {
+                Ok(Some(
+                    model.token_logprobs_at(&m.batch, cfg.temperature)?.detach(),
+                ))
+            })
+            .collect::<Result<_>>()?
+    } else {
+        micros.iter().map(|_| None).collect()
+    };
+    model.set_dropout_seed(cfg.dropout_seed);
+    let mut stats = StepStats {
+        tokens: micros.iter().map(|m| m.tokens).sum(),
+        loss_tokens,
+        ..StepStats::default()
+    };
+    let (mut kl_w, mut ent_w, mut ent_n, mut clip_w) = (0f64, 0f64, 0f64, 0f64);
+    let mut loss_sum = 0f64;
+    let iters = cfg.num_iterations.max(1);
+    for it in 0..iters {
+        let mut acc = None;
+        for (m, r) in micros.iter().zip(&ref_lps) {
+            model.set_training(true);
+            let lp = model.token_logprobs_at(&m.batch, cfg.temperature);
+            model.set_training(false);
+            let lp = lp?;
+            let out = policy_loss(
+                &cfg.loss,
+                &LossInputs {
+                    logp: &lp,
+                    old_logp: if iters > 1 { Some(&m.old) } else { None },
+                    ref_logp: r.as_ref(),
+                    advantages: &m.adv,
+                    mask: &m.mask,
+                    tokens_in_batch: loss_tokens,
+                    num_sequences_in_batch: n_seq,
+                },
+            )?;
+            let l = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if !l.is_finite() {
+                return Err(non_finite(
+                    &format!("the loss (iteration {}, micro-batch)", it + 1),
+                    l,
+                ));
+            }
+            loss_sum += l;
+            let w = out.stats.tokens;
+            kl_w += out.stats.kl * w;
+            clip_w += w;
+            stats.clip_low += out.stats.clip_low * w;
+            stats.clip_high += out.stats.clip_high * w;
+            stats.clip_region += out.stats.clip_region * w;
+            if let Some(e) = out.stats.entropy {
+                ent_w += e * w;
+                ent_n += w;
+            }
+            let grads = out.loss.backward()?;
+            accumulate(&mut acc, grads, &vars)?;
+        }
+        let mut g = acc.ok_or_else(|| Error::Run("no micro-batch produced gradients".into()))?;
+        let norm = match cfg.max_grad_norm {
+            Some(max) => clip_grad_norm(&mut g, &vars, max)?,
+            None => grad_norm(&g, &vars)?,
+        };
+        if !norm.is_finite() {
+            return Err(non_finite("the gradient norm", norm));
+        }
+        stats.grad_norm = norm;
+        opt.step(&g, cfg.lr)?;
+    }
+    stats.loss = loss_sum / iters as f64;
+    if clip_w > 0.0 {
+        stats.clip_low /= clip_w;
+        stats.clip_high /= clip_w;
+        stats.clip_region /= clip_w;
+        if cfg.loss.beta > 0.0 {
+            stats.kl = Some(kl_w / clip_w);
+        }
+    }
+    if ent_n > 0.0 {
+        stats.entropy = Some(ent_w / ent_n);
+    }
+    Ok(stats)
+}
+
+/// AdamW settings of the spec (the LR is given per step).
+pub fn adamw_config(spec: &Experiment, lr: f64) -> Result<AdamWConfig> {
+    if spec.train.optim != Optimizer::Adamw {
+        return Err(Error::Spec(
+            "train.optim: only `adamw` is implemented (sgd is not yet)".into(),
+        ));
+    }
+    Ok(AdamWConfig {
+        lr,
+        beta1: spec.train.adam_beta1,
+        beta2: spec.train.adam_beta2,
+        eps: spec.train.adam_epsilon,
+        weight_decay: spec.train.weight_decay,
+    })
+}
+
+/// The metrics header of a spec's run.
+pub fn metrics_header(spec: &Experiment) -> Vec<String> {
+    let names: Vec<String> = spec.rewards.keys().cloned().collect();
+    metrics::header(&names, &[])
+}
+
+/// The trainer runtime of this process: created on first use from the run's trainer state
+/// (the optimizer state is loaded when the state has one from RL steps).
+fn runtime(ctx: &mut StageContext<'_>, model: &Model) -> Result<Runtime> {
+    if let Some(b) = ctx.resources.remove(RESOURCE_KEY) {
+        if let Ok(rt) = b.downcast::<Runtime>() {
+            return Ok(*rt);
+        }
+    }
+    let spec = ctx.spec;
+    let mut opt = AdamW::new(
+        model.trainable_vars(),
+        adamw_config(spec, spec.train.learning_rate)?,
+    )?;
+    let st = match state::load(ctx.run_dir)? {
+        Some(st) => {
+            if st.phase == Phase::Rl && st.has_optimizer {
+                state::load_optimizer(ctx.run_dir, &mut opt)?;
+            }
+            st
+        }
+        None => TrainerState::fresh(spec.seed),
+    };
+    let csv = MetricsCsv::open(
+        &ctx.run_dir.path().join(metrics::METRICS_FILE),
+        metrics_header(spec),
+    )?;
+    Ok(Runtime {
+        opt,
+        state: st,
+        csv,
+    })
+}
+
+/// The path an earlier instance recorded under `key`.
+fn input_path(ctx: &StageContext<'_>, id: &str, key: &str) -> Result<std::path::PathBuf> {
+    let rec = ctx.state.record(id).ok_or_else(|| {
+        Error::Run(format!(
+            "{}: needs the outputs of {id}, which has not completed",
+            ctx.instance.id
+        ))
+    })?;
+    let rel = rec
+        .outputs
+        .get(key)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| {
+            Error::Run(format!(
+                "{}: {id} recorded no `{key}` output",
+                ctx.instance.id
+            ))
+        })?;
+    Ok(ctx.run_dir.path().join(rel))
+}
+
+/// The samples of a step: rollouts joined with their advantages (rows without one, or not
+/// `kept` — filtered zero-std groups — are left out).
+pub fn join_samples(scored: &[ScoredRow], advs: &[AdvantageRow]) -> Vec<Sample> {
+    let by_key: HashMap<(usize, usize), f64> = advs
+        .iter()
+        .filter(|a| a.kept)
+        .map(|a| ((a.prompt_index, a.index), a.advantage))
+        .collect();
+    scored
+        .iter()
+        .filter_map(|r| {
+            let ro = &r.rollout;
+            by_key
+                .get(&(ro.prompt_index, ro.index))
+                .map(|&advantage| Sample {
+                    prompt_ids: ro.prompt_ids.clone(),
+                    completion_ids: ro.completion_ids.clone(),
+                    old_logprobs: ro.logprobs.clone(),
+                    advantage,
+                    truncated: ro.finish == FinishReason::Length,
+                })
+        })
+        .collect()
+}
+
+/// Reward and completion metrics of a step's scored rollouts (TRL's names).
+pub fn rollout_metrics(scored: &[ScoredRow], reward_names: &[String]) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    let mut groups: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for r in scored {
+        if let Some(x) = r.reward {
+            groups.entry(r.rollout.prompt_index).or_default().push(x);
+        }
+    }
+    let all: Vec<f64> = groups.values().flatten().copied().collect();
+    if !all.is_empty() {
+        m.insert("reward".into(), metrics::mean_std(&all).0);
+        let stds: Vec<f64> = groups.values().map(|g| metrics::mean_std(g).1).collect();
+        m.insert("reward_std".into(), metrics::mean_std(&stds).0);
+        let zero = stds.iter().filter(|s| **s == 0.0).count();
+        m.insert(
+            "frac_reward_zero_std".into(),
+            zero as f64 / stds.len() as f64,
+        );
+    }
+    for name in reward_names {
+        let vals: Vec<Option<f64>> = scored
+            .iter()
+            .map(|r| r.rewards.get(name).copied().flatten())
+            .collect();
+        if vals.is_empty() {
+            continue;
+        }
+        let ok: Vec<f64> = vals.iter().flatten().copied().collect();
+        if !ok.is_empty() {
+            let (mean, std) = metrics::mean_std(&ok);
+            m.insert(format!("rewards/{name}/mean"), mean);
+            m.insert(format!("rewards/{name}/std"), std);
+        }
+        m.insert(
+            format!("rewards/{name}/unscorable"),
+            (vals.len() - ok.len()) as f64 / vals.len() as f64,
+        );
+    }
+    if !scored.is_empty() {
+        let lens: Vec<usize> = scored
+            .iter()
+            .map(|r| r.rollout.completion_ids.len())
+            .collect();
+        m.insert(
+            "completions/mean_length".into(),
+            lens.iter().sum::<usize>() as f64 / lens.len() as f64,
+        );
+        m.insert(
+            "completions/min_length".into(),
+            lens.iter().copied().min().unwrap_or(0) as f64,
+        );
+        m.insert(
+            "completions/max_length".into(),
+            lens.iter().copied().max().unwrap_or(0) as f64,
+        );
+        let clipped = scored
+            .iter()
+            .filter(|r| r.rollout.finish == FinishReason::Length)
+            .count();
+        m.insert(
+            "completions/clipped_ratio".into(),
+            clipped as f64 / scored.len() as f64,
+        );
+    }
+    m
+}
+
+/// The sampling temperature the loss's log-probs are taken at (1 for greedy sampling).
+fn loss_temperature(spec: &Experiment) -> Result<f64> {
+    let t = spec.generate.sampler(None)?.temperature;
+    Ok(if t > 0.0 { t } else { 1.0 })
+}
+
+fn total_steps(ctx: &StageContext<'_>) -> Result<usize> {
+    match &ctx.plan.loop_ {
+        LoopPlan::Steps { total_steps, .. } => Ok(*total_steps),
+        LoopPlan::Partitions { .. } => Err(Error::Run(
+            "the train stage of the daily loop (schedule.mode: partitions) is not implemented yet"
+                .into(),
+        )),
+    }
+}
+
+fn output(metrics: &BTreeMap<String, f64>, step: usize, stop: Option<String>) -> StageOutput {
+    let mut o = json!({
+        "metrics": metrics,
+        "step": step,
+        "trainer": state::TRAINER_DIR,
+    });
+    if let Some(msg) = stop {
+        o[STOP_KEY] = json!(msg);
+    }
+    StageOutput { outputs: o }
+}
+
+impl Stage for TrainStage {
+    fn run(&self, ctx: &mut StageContext<'_>) -> Result<StageOutput> {
+        let started = Instant::now();
+        let s = ctx.instance.step.ok_or_else(|| {
+            Error::Run(
+                "the train stage of the daily loop (schedule.mode: partitions) is not implemented yet"
+                    .into(),
+            )
+        })?;
+        let total = total_steps(ctx)?;
+        let model: Arc<Model> = policy::policy(ctx)?.model.clone();
+        let mut rt = runtime(ctx, &model)?;
+        let result = train_step(ctx, &model, &mut rt, s, total, started);
+        ctx.resources.insert(RESOURCE_KEY, rt);
+        result
+    }
+}
+
+fn train_step(
+    ctx: &mut StageContext<'_>,
+    model: &Model,
+    rt: &mut Runtime,
+    s: usize,
+    total: usize,
+    started: Instant,
+) -> Result<StageOutput> {
+    let spec = ctx.spec;
+    let run = ctx.run_dir;
+    if rt.state.phase == Phase::Rl && rt.state.step == s + 1 {
+        // The step completed but the run stopped before recording it: report it again.
+        rt.csv.write_row(s + 1, &rt.state.last_metrics)?;
+        return Ok(output(&rt.state.last_metrics, s + 1, None));
+    }
+    if rt.state.step != s {
+        return Err(Error::Run(format!(
+            "the trainer state in {} is at step {} but the plan's next train step is {}; \
+             resume from a run directory whose trainer/ matches its state.json",
+            state::trainer_dir(run).display(),
+            rt.state.step,
+            s
+        )));
+    }
+    let prefix = ctx
+        .instance
+        .id
+        .rsplit_once('/')
+        .map_or(String::new(), |(p, _)| format!("{p}/"));
+    let scored: Vec<ScoredRow> =
+        read_jsonl(&input_path(ctx, &format!("{prefix}score"), "scored")?)?;
+    let rank_id = format!("{prefix}rank");
+    let advs: Vec<AdvantageRow> = read_jsonl(&input_path(ctx, &rank_id, "advantages")?)?;
+    let reward_names: Vec<String> = spec.rewards.keys().cloned().collect();
+    let mut m = rollout_metrics(&scored, &reward_names);
+    if let Some(z) = ctx
+        .state
+        .record(&rank_id)
+        .and_then(|r| r.outputs.get("frac_reward_zero_std"))
+        .and_then(|v| v.as_f64())
+    {
+        m.insert("frac_reward_zero_std".into(), z);
+    }
+    let samples = join_samples(&scored, &advs);
+    let sched: LrSchedule = spec.lr_schedule_for(total);
+    let lr = sched.lr_at(s);
+    let dseed = state::dropout_seed(spec.seed, s);
+    let cfg = StepConfig {
+        loss: LossConfig::from_spec(
+            &spec.train,
+            spec.generate.sampler(None)?.max_completion_length,
+        ),
+        temperature: loss_temperature(spec)?,
+        micro_batch_size: spec.train.micro_batch_size.unwrap_or(samples.len().max(1)),
+        num_iterations: spec.train.num_iterations,
+        max_grad_norm: spec.train.max_grad_norm,
+        mask_truncated: spec.train.mask_truncated_completions,
+        lr,
+        dropout_seed: dseed,
+    };
+    let t_opt = Instant::now();
+    if samples.is_empty() {
+        ctx.events.emit(
+            Some(&ctx.instance.id),
+            "train_skipped",
+            json!({"step": s + 1, "reason": "no completion has an advantage (every group filtered)"}),
+        )?;
+    } else {
+        let st = optimizer_step(model, &mut rt.opt, &samples, &cfg)?;
+        m.insert("loss".into(), st.loss);
+        m.insert("grad_norm".into(), st.grad_norm);
+        if let Some(kl) = st.kl {
+            m.insert("kl".into(), kl);
+        }
+        if let Some(e) = st.entropy {
+            m.insert("entropy".into(), e);
+        }
+        m.insert("clip_ratio/low_mean".into(), st.clip_low);
+        m.insert("clip_ratio/high_mean".into(), st.clip_high);
+        m.insert("clip_ratio/region_mean".into(), st.clip_region);
+        let secs = t_opt.elapsed().as_secs_f64();
+        m.insert("num_tokens".into(), st.tokens as f64);
+        if secs > 0.0 {
+            m.insert(
+                "tokens_per_s".into(),
+                (st.tokens * cfg.num_iterations.max(1)) as f64 / secs,
+            );
+        }
+    }
+    m.insert("lr".into(), lr);
+    m.insert("step_time".into(), started.elapsed().as_secs_f64());
+
+    let done = s + 1;
+    let fired = monitor::check(&spec.monitors, done, &m, &mut rt.state.monitors);
+    rt.state.phase = Phase::Rl;
+    rt.state.step = done;
+    rt.state.lr = Some(lr);
+    rt.state.scheduler = Some(sched);
+    rt.state.seed = spec.seed;
+    rt.state.dropout_seed = Some(dseed);
+    rt.state.data_cursor = done;
+    rt.state.last_metrics = m.clone();
+    state::save(run, &mut rt.state, model, Some(&rt.opt))?;
+    rt.csv.write_row(done, &m)?;
+    ctx.events.emit(
+        Some(&ctx.instance.id),
+        "train_step",
+        json!({"step": done, "metrics": m}),
+    )?;
+    let ck = &spec.train.checkpoint;
+    if ck.every.is_some_and(|e| e > 0 && done.is_multiple_of(e)) {
+        let p = checkpoint::save_numbered(run, done, ck.keep_last)?;
+        ctx.events.emit(
+            Some(&ctx.instance.id),
+            "checkpoint_saved",
+            json!({"step": done, "path": rel(run, &p)}),
+        )?;
+    }
+    if done == total {
+        let p = checkpoint::save_snapshot(run, "final")?;
+        ctx.events.emit(
+            Some(&ctx.instance.id),
+            "checkpoint_saved",
+            json!({"step": done, "path": rel(run, &p)}),
+        )?;
+    }
+    let mut stop = None;
+    for t in fired {
+        let kind = match t.action {
+            MonitorAction::Warn => "monitor_warning",
+            MonitorAction::Stop => "monitor_stop",
+        };
+        ctx.events.emit(
+            Some(&ctx.instance.id),
+            kind,
+            json!({"monitor": t.key, "value": t.value, "message": t.message}),
+        )?;
+        if t.action == MonitorAction::Stop && stop.is_none() {
+            let p = checkpoint::save_numbered(run, done, ck.keep_last)?;
+            stop = Some(format!("{} (checkpoint {})", t.message, rel(run, &p)));
+        }
+    }
+    Ok(output(&m, done, stop))
+}
+
+fn rel(run: &crate::run::RunDir, p: &std::path::Path) -> String {
+    p.strip_prefix(run.path())
+        .unwrap_or(p)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The model input and answer-token loss mask of SFT examples (prompt + answer).
+pub(crate) fn build_sft_micro(
+    samples: &[&Sample],
+    device: &Device,
+) -> Result<(TrainBatch, Tensor)> {
+    let m = build_micro(samples, false, device)?;
+    Ok((m.batch, m.mask))
+}
