@@ -5,6 +5,7 @@
 //! candle model implementation the stages use; `cli` is the thin command-line edge.
 
 pub mod cli;
+pub mod data;
 pub mod diff;
 pub mod engine;
 pub mod error;

@@ -6,6 +6,15 @@
 //! implementation of [`Stage`] and one line in [`Registry::builtin`]; tests register fakes with
 //! [`Registry::register`].
 
+pub mod artifacts;
+pub mod eval;
+pub mod generate;
+pub mod policy;
+pub mod rank;
+pub mod score;
+pub mod sft;
+pub mod train;
+
 use crate::plan::{Plan, StageInstance};
 use crate::run::{EventLog, RunDir, RunState};
 use crate::spec::Experiment;
@@ -149,7 +158,14 @@ impl Registry {
 
     /// The stages this build implements. Later issues register their stages here.
     pub fn builtin() -> Registry {
-        Registry::empty()
+        let mut r = Registry::empty();
+        r.register(StageKind::Sft, Arc::new(sft::SftStage));
+        r.register(StageKind::Train, Arc::new(train::TrainStage));
+        r.register(StageKind::Generate, Arc::new(generate::GenerateStage));
+        r.register(StageKind::Score, Arc::new(score::ScoreStage));
+        r.register(StageKind::Rank, Arc::new(rank::RankStage));
+        r.register(StageKind::Eval, Arc::new(eval::EvalStage));
+        r
     }
 
     /// Register (or replace) the implementation of `kind`.

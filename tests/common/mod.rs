@@ -159,3 +159,68 @@ pub fn write_hf_dir(dir: &Path, cfg: &serde_json::Value, w: &HashMap<String, Ten
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     peft::write_safetensors(&dir.join("model.safetensors"), &tensors).unwrap();
 }
+
+/// The characters of the tiny tokenizer, ids 3.. (ids 0–2 are `<unk>`, `<|im_start|>`,
+/// `<|im_end|>`); 58 characters, so the vocabulary is exactly [`VOCAB`] = 61.
+pub const TINY_CHARS: &str = "abcdefghijklmnopqrstuvwxyz0123456789 \n:.,?+-*=<>|_()!/A{}\"";
+
+/// Write a character-level `tokenizer.json` (BPE without merges, `Fuse` decoder) and a
+/// `tokenizer_config.json` with a ChatML chat template into `dir`, for the tiny models'
+/// vocabulary of 61 ids: `<unk>` 0, `<|im_start|>` 1, `<|im_end|>` 2 (the eos, as the tiny
+/// config's `eos_token_id`), then one id per character of [`TINY_CHARS`]. Other characters
+/// encode as `<unk>`. With it a tiny model directory is a complete, runnable model.
+pub fn write_tiny_tokenizer(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let specials = ["<unk>", "<|im_start|>", "<|im_end|>"];
+    let mut vocab = serde_json::Map::new();
+    for (i, s) in specials.iter().enumerate() {
+        vocab.insert(s.to_string(), serde_json::json!(i));
+    }
+    for (i, c) in TINY_CHARS.chars().enumerate() {
+        vocab.insert(c.to_string(), serde_json::json!(i + specials.len()));
+    }
+    assert_eq!(vocab.len(), VOCAB, "tiny tokenizer vocabulary size");
+    let added: Vec<serde_json::Value> = specials
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            serde_json::json!({"id": i, "content": s, "single_word": false, "lstrip": false,
+                               "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    let tokenizer = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": null,
+        "post_processor": null,
+        "decoder": {"type": "Fuse"},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": "<unk>",
+            "continuing_subword_prefix": null, "end_of_word_suffix": null,
+            "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+            "vocab": vocab, "merges": []
+        }
+    });
+    std::fs::write(
+        dir.join("tokenizer.json"),
+        serde_json::to_string_pretty(&tokenizer).unwrap(),
+    )
+    .unwrap();
+    let template = "{% for message in messages %}{{ '<|im_start|>' + message.role + '\\n' + \
+                    message.content + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt \
+                    %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    let config = serde_json::json!({
+        "bos_token": null,
+        "eos_token": "<|im_end|>",
+        "unk_token": "<unk>",
+        "chat_template": template,
+    });
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        serde_json::to_string_pretty(&config).unwrap(),
+    )
+    .unwrap();
+}
