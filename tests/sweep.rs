@@ -252,23 +252,20 @@ fn cli_sweep_lists_points_and_apply_reports_each() {
             "--no-env",
             "--set",
             "sweep.seeds=[1]",
+            "--set",
+            "model.base=/nonexistent/no-such-model",
             "--runs-dir",
         ])
         .arg(runs.path())
         .arg(&spec)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    // A spec whose model does not exist is refused once, before any point starts.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stdout.contains("[1/4] polychromic@lambda=0.0,seed=1: failed: "),
-        "{stdout}"
+        stderr.contains("model path `/nonexistent/no-such-model` does not exist")
+            && stderr.contains("nothing was planned or run"),
+        "{stderr}"
     );
-    assert!(
-        stdout.contains("[4/4] polychromic@lambda=2.0,seed=1: failed: "),
-        "{stdout}"
-    );
-    assert_eq!(stdout.matches("not implemented yet").count(), 4, "{stdout}");
-    assert!(stdout.contains("0 of 4 points completed"), "{stdout}");
-    assert_eq!(std::fs::read_dir(runs.path()).unwrap().count(), 0);
 }

@@ -1,14 +1,15 @@
 //! `runner bench decode|train`: throughput beside this machine's physical bounds.
 
 use crate::cli::runtime::Runtime;
-use crate::engine::bench::{self, DecodeSettings, TrainSettings};
+use crate::engine::bench::{self, DecodeSettings, GrpoPhases, GrpoSettings, TrainSettings};
 use crate::engine::model::LoraConfig;
 
 /// Arguments of `runner bench`.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples (use a release build for real figures):\n  \
     runner bench decode --model smollm2-135m-instruct --batch 8 --new-tokens 128\n  \
-    runner bench train --model smollm2-135m-instruct --batch 8 --seq-len 192 --lora-r 16 --json")]
+    runner bench train --model smollm2-135m-instruct --batch 8 --seq-len 192 --lora-r 16 --json\n  \
+    runner bench grpo --model smollm2-135m-instruct --rollouts 8 --new-tokens 64 --lora-r 16 --targets q_proj,v_proj")]
 pub struct Args {
     #[command(subcommand)]
     pub command: BenchCommand,
@@ -20,6 +21,8 @@ pub enum BenchCommand {
     Decode(DecodeArgs),
     /// Seconds per forward+backward of the LoRA training loss on random token batches.
     Train(TrainArgs),
+    /// One GRPO step per phase: batched generation of a group, loss forward, backward, AdamW.
+    Grpo(GrpoArgs),
 }
 
 /// Settings shared by both benchmarks.
@@ -79,10 +82,40 @@ pub struct TrainArgs {
     pub prompt_len: Option<usize>,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct GrpoArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Rollouts of the prompt (group size; also the training micro-batch).
+    #[arg(long, default_value_t = 8)]
+    pub rollouts: usize,
+    /// Tokens per rollout (stop tokens are disabled).
+    #[arg(long, default_value_t = 64)]
+    pub new_tokens: usize,
+    #[arg(long, default_value_t = 16)]
+    pub lora_r: usize,
+    /// LoRA alpha (default 2·r).
+    #[arg(long)]
+    pub lora_alpha: Option<f64>,
+    /// LoRA target modules, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "q_proj,v_proj")]
+    pub targets: Vec<String>,
+    /// Measured steps (after one warm-up step); per-phase medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// The user message (chat-templated).
+    #[arg(
+        long,
+        default_value = "Write a short story about a robot who learns to paint."
+    )]
+    pub prompt: String,
+}
+
 pub fn run(args: Args) -> anyhow::Result<i32> {
     match args.command {
         BenchCommand::Decode(a) => decode(a),
         BenchCommand::Train(a) => train(a),
+        BenchCommand::Grpo(a) => grpo(a),
     }
 }
 
@@ -172,6 +205,55 @@ fn train(a: TrainArgs) -> anyhow::Result<i32> {
         r.compute_bound_s,
         100.0 * r.fraction_of_bound
     );
+    if let Some(m) = r.peak_rss_mb {
+        println!("  peak RSS: {m:.0} MB");
+    }
+    Ok(0)
+}
+
+fn grpo(a: GrpoArgs) -> anyhow::Result<i32> {
+    let (dtype, dev) = a.common.runtime.setup()?;
+    let r = bench::grpo(&GrpoSettings {
+        model: a.common.model.clone(),
+        rollouts: a.rollouts,
+        new_tokens: a.new_tokens,
+        lora: LoraConfig {
+            r: a.lora_r,
+            alpha: a.lora_alpha.unwrap_or(2.0 * a.lora_r as f64),
+            dropout: 0.0,
+            target_modules: a.targets,
+        },
+        dtype,
+        device: dev,
+        prompt: a.prompt,
+        steps: a.steps,
+        seed: a.common.seed,
+    })?;
+    if a.common.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(0);
+    }
+    println!(
+        "grpo step {} ({}), {} rollouts × {} new tokens ({} prompt tokens), LoRA r {} on {}, \
+         {} threads",
+        r.model,
+        r.dtype,
+        r.rollouts,
+        r.new_tokens,
+        r.prompt_tokens,
+        r.lora_r,
+        r.targets.join(","),
+        r.threads
+    );
+    let show = |what: &str, p: &GrpoPhases| {
+        println!(
+            "  {what}: total {:.3} s = generation {:.3} + forward {:.3} + backward {:.3} + \
+             optimizer {:.3}",
+            p.total_s, p.generation_s, p.forward_s, p.backward_s, p.optimizer_s
+        )
+    };
+    show("warm-up step", &r.warmup);
+    show(&format!("median of {}", r.steps.len()), &r.median);
     if let Some(m) = r.peak_rss_mb {
         println!("  peak RSS: {m:.0} MB");
     }

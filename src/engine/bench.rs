@@ -425,6 +425,222 @@ pub fn train(s: &TrainSettings) -> Result<TrainReport> {
     })
 }
 
+/// Settings of a GRPO-step benchmark.
+#[derive(Debug, Clone)]
+pub struct GrpoSettings {
+    pub model: String,
+    /// Rollouts of the one prompt (the group size G, also the micro-batch).
+    pub rollouts: usize,
+    /// Tokens per rollout (stop tokens disabled, every rollout runs the full length).
+    pub new_tokens: usize,
+    pub lora: LoraConfig,
+    pub dtype: DType,
+    pub device: Device,
+    pub prompt: String,
+    /// Measured steps after one warm-up step.
+    pub steps: usize,
+    pub seed: u64,
+}
+
+/// Seconds of each phase of one GRPO step.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GrpoPhases {
+    /// Batched decode of the group (prefill + `new_tokens` steps).
+    pub generation_s: f64,
+    /// Per-token log-probs of prompt+completion with LoRA, plus the policy loss.
+    pub forward_s: f64,
+    pub backward_s: f64,
+    /// Gradient clipping + AdamW update.
+    pub optimizer_s: f64,
+    pub total_s: f64,
+}
+
+/// Result of a GRPO-step benchmark.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GrpoReport {
+    pub bench: &'static str,
+    pub model: String,
+    pub dtype: String,
+    pub rollouts: usize,
+    pub prompt_tokens: usize,
+    pub new_tokens: usize,
+    pub lora_r: usize,
+    pub targets: Vec<String>,
+    pub threads: usize,
+    /// The first step (thread pool, allocator and caches warming up).
+    pub warmup: GrpoPhases,
+    /// Every measured step.
+    pub steps: Vec<GrpoPhases>,
+    /// Per-phase medians over the measured steps.
+    pub median: GrpoPhases,
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// One GRPO step as the trainer takes it, timed per phase: the group generated in one batched
+/// decode, fixed random rewards turned into group advantages (TRL: `(r − mean) / (std + 1e-4)`),
+/// the loss (`grpo` aggregation, β = 0, μ = 1 so the ratio is `exp(logp − detach(logp))` and
+/// needs no second forward and no reference forward), backward, gradient clipping at 1.0 and
+/// an AdamW update (TRL's defaults: lr 1e-6, betas 0.9/0.999, eps 1e-8, no weight decay).
+pub fn grpo(s: &GrpoSettings) -> Result<GrpoReport> {
+    use crate::spec::{ImportanceSamplingLevel, LossType};
+    use crate::train::loss::{policy_loss, LossConfig, LossInputs};
+    use crate::train::optim::{clip_grad_norm, AdamW, AdamWConfig};
+
+    if s.rollouts < 2 || s.new_tokens == 0 || s.steps == 0 {
+        return Err(Error::Other(
+            "bench grpo needs --rollouts ≥ 2, --new-tokens ≥ 1 and --steps ≥ 1".into(),
+        ));
+    }
+    let targets = s.lora.targets()?;
+    let opts = LoadOptions {
+        dtype: s.dtype,
+        device: s.device.clone(),
+        lora: Some(s.lora.clone()),
+    };
+    let mut lm = load(&s.model, &opts)?;
+    lm.tokenizer.eos_ids.clear();
+    lm.model.config.eos_token_ids.clear();
+    let text = chat::render(
+        &lm.tokenizer,
+        &[Message::new("user", s.prompt.as_str())],
+        true,
+        None,
+    )?;
+    let prompt = lm.tokenizer.encode(&text)?;
+    let model = &lm.model;
+    let vars = model.trainable_vars();
+    if vars.is_empty() {
+        return Err(Error::Model("the model has no trainable parameters".into()));
+    }
+    let mut opt = AdamW::new(
+        vars.clone(),
+        AdamWConfig {
+            lr: 1e-6,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+    )?;
+    let loss_cfg = LossConfig {
+        loss_type: LossType::Grpo,
+        level: ImportanceSamplingLevel::Token,
+        epsilon_low: 0.2,
+        epsilon_high: 0.2,
+        beta: 0.0,
+        max_completion_length: s.new_tokens,
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed);
+    let (g, p) = (s.rollouts, prompt.len());
+    let t = p + s.new_tokens;
+    let mut all = Vec::with_capacity(s.steps + 1);
+    for step in 0..=s.steps {
+        // Generation: adapters on, no dropout, as the trainer samples.
+        model.set_training(false);
+        let t0 = Instant::now();
+        let rollouts = generate(
+            model,
+            &lm.tokenizer,
+            &GenerateRequest {
+                prompts: vec![prompt.clone()],
+                n_per_prompt: g,
+                params: SamplingParams::default(),
+                max_new_tokens: s.new_tokens,
+                stop_token_ids: Vec::new(),
+                stop_strings: Vec::new(),
+                seed: s.seed.wrapping_add(step as u64),
+            },
+        )?;
+        let t1 = Instant::now();
+        if rollouts.iter().any(|r| r.tokens.len() != s.new_tokens) {
+            return Err(Error::Other(
+                "bench grpo: a rollout ended before --new-tokens".into(),
+            ));
+        }
+        // Rewards and group advantages (not timed: the reward functions are the user's).
+        let rewards: Vec<f64> = (0..g).map(|_| rng.random_range(0.0..1.0)).collect();
+        let mean = rewards.iter().sum::<f64>() / g as f64;
+        let std = (rewards.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (g - 1) as f64).sqrt();
+        let adv: Vec<f32> = rewards
+            .iter()
+            .map(|r| ((r - mean) / (std + 1e-4)) as f32)
+            .collect();
+        let mut ids = Vec::with_capacity(g * t);
+        let mut mask = Vec::with_capacity(g * t);
+        for r in &rollouts {
+            ids.extend_from_slice(&prompt);
+            ids.extend_from_slice(&r.tokens);
+            mask.extend((0..t).map(|i| if i >= p { 1.0f32 } else { 0.0 }));
+        }
+        let completion_mask = Tensor::from_vec(mask, (g, t), &s.device)?;
+        let batch = TrainBatch {
+            input_ids: Tensor::from_vec(ids, (g, t), &s.device)?,
+            completion_mask: completion_mask.clone(),
+        };
+        let advantages = Tensor::from_vec(adv, g, &s.device)?;
+        let mask_next = completion_mask.narrow(1, 1, t - 1)?;
+
+        model.set_training(true);
+        let t2 = Instant::now();
+        let logp = model.token_logprobs_at(&batch, 1.0)?;
+        let out = policy_loss(
+            &loss_cfg,
+            &LossInputs {
+                logp: &logp,
+                old_logp: None,
+                ref_logp: None,
+                advantages: &advantages,
+                mask: &mask_next,
+                tokens_in_batch: (g * s.new_tokens) as f64,
+                num_sequences_in_batch: g as f64,
+            },
+        )?;
+        out.loss.to_scalar::<f32>()?;
+        let t3 = Instant::now();
+        let mut grads = out.loss.backward()?;
+        s.device.synchronize()?;
+        let t4 = Instant::now();
+        clip_grad_norm(&mut grads, &vars, 1.0)?;
+        opt.step(&grads, 1e-6)?;
+        s.device.synchronize()?;
+        let t5 = Instant::now();
+        let secs = |a: Instant, b: Instant| (b - a).as_secs_f64();
+        let ph = GrpoPhases {
+            generation_s: secs(t0, t1),
+            forward_s: secs(t2, t3),
+            backward_s: secs(t3, t4),
+            optimizer_s: secs(t4, t5),
+            total_s: secs(t0, t1) + secs(t2, t5),
+        };
+        all.push(ph);
+    }
+    model.set_training(false);
+    let warmup = all.remove(0);
+    let med = |f: fn(&GrpoPhases) -> f64| median(all.iter().map(f).collect());
+    let median_phases = GrpoPhases {
+        generation_s: med(|x| x.generation_s),
+        forward_s: med(|x| x.forward_s),
+        backward_s: med(|x| x.backward_s),
+        optimizer_s: med(|x| x.optimizer_s),
+        total_s: med(|x| x.total_s),
+    };
+    Ok(GrpoReport {
+        bench: "grpo",
+        model: s.model.clone(),
+        dtype: format!("{:?}", s.dtype).to_lowercase(),
+        rollouts: g,
+        prompt_tokens: p,
+        new_tokens: s.new_tokens,
+        lora_r: s.lora.r,
+        targets,
+        threads: super::device::threads(),
+        warmup,
+        steps: all,
+        median: median_phases,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
 /// `(in, out)` features of a LoRA target module.
 fn module_shape(c: &Config, module: &str) -> (usize, usize) {
     let d = c.hidden_size;

@@ -66,6 +66,9 @@ impl TokenLogprobs {
         Ok(out)
     }
 
+    /// Rows whose upstream gradient is zero (the prompt and padding positions the loss masks
+    /// out) contribute nothing to `dh`, so only the others are recomputed: the loss's mask
+    /// decides the LM head's backward cost, as TRL's `logits_to_keep` does.
     #[allow(clippy::too_many_arguments)]
     fn backward<T: Real>(
         &self,
@@ -78,15 +81,22 @@ impl TokenLogprobs {
         v: usize,
     ) -> Result<Vec<T>> {
         let n = tg.len();
+        let live: Vec<usize> = (0..n).filter(|&r| dy[r] != T::zero()).collect();
         let chunk = self.chunk_rows.max(1);
         let mut dh = vec![T::zero(); n * d];
-        let mut logits = vec![T::zero(); chunk.min(n) * v];
-        for (c, dh) in dh.chunks_mut(chunk * d).enumerate() {
-            let (r0, m) = (c * chunk, dh.len() / d.max(1));
+        let cap = chunk.min(live.len());
+        let mut logits = vec![T::zero(); cap * v];
+        let mut hb = vec![T::zero(); cap * d];
+        let mut dhb = vec![T::zero(); cap * d];
+        for rows in live.chunks(chunk) {
+            let m = rows.len();
+            for (dst, &r) in hb.chunks_mut(d).zip(rows) {
+                dst.copy_from_slice(&h[r * d..(r + 1) * d]);
+            }
             let g = &mut logits[..m * v];
-            matmul(m, v, d, g, Mat::rows(&h[r0 * d..], d), head.t())?;
-            g.par_chunks_mut(v).enumerate().for_each(|(i, row)| {
-                let (r, t) = (r0 + i, tg[r0 + i] as usize);
+            matmul(m, v, d, g, Mat::rows(&hb[..m * d], d), head.t())?;
+            g.par_chunks_mut(v).zip(rows).for_each(|(row, &r)| {
+                let t = tg[r] as usize;
                 let (up, lse) = (dy[r], row[t] - y[r]);
                 T::exp_shift_sum(row, lse);
                 for x in row.iter_mut() {
@@ -94,7 +104,12 @@ impl TokenLogprobs {
                 }
                 row[t] += up;
             });
-            matmul(m, d, v, dh, Mat::rows(g, v), head)?;
+            let out = &mut dhb[..m * d];
+            out.fill(T::zero());
+            matmul(m, d, v, out, Mat::rows(g, v), head)?;
+            for (src, &r) in out.chunks(d).zip(rows) {
+                dh[r * d..(r + 1) * d].copy_from_slice(src);
+            }
         }
         Ok(dh)
     }
@@ -211,6 +226,28 @@ mod tests {
                 &[h.clone(), head.clone(), targets(n, v as u32)],
                 &[true, false, false],
             );
+        }
+    }
+
+    #[test]
+    fn token_logprobs_backward_skips_rows_without_gradient_exactly() {
+        use candle_core::Var;
+        let (n, d, v) = (7, 5, 13);
+        let h = Var::from_tensor(&rand(76, &[n, d], 1.5, DType::F64)).unwrap();
+        let head = rand(77, &[v, d], 1.5, DType::F64);
+        let t = targets(n, v as u32);
+        // a loss mask with zeros at the start, in the middle and at the end
+        let w = Tensor::new(&[0.0f64, 0.0, 1.0, 0.5, 0.0, 2.0, 0.0], &Device::Cpu).unwrap();
+        for chunk in [2usize, 128] {
+            let y = token_logprobs_chunked(h.as_tensor(), &head, &t, chunk).unwrap();
+            let g = (y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let yr = reference::token_logprobs(h.as_tensor(), &head, &t).unwrap();
+            let gr = (yr * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let (a, b) = (
+                g.get(h.as_tensor()).unwrap(),
+                gr.get(h.as_tensor()).unwrap(),
+            );
+            assert_close(a, b, 1e-10, 1e-12, "masked rows");
         }
     }
 
