@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::engine::generate::FinishReason;
 use crate::engine::model::{Model, TrainBatch};
 use crate::plan::LoopPlan;
-use crate::spec::{Experiment, MonitorAction, Optimizer};
+use crate::spec::{Experiment, MonitorAction};
 use crate::stages::artifacts::{read_jsonl, AdvantageRow, ScoredRow};
 use crate::stages::{policy, Stage, StageContext, StageOutput};
 use crate::train::loss::{policy_loss, LossConfig, LossInputs};
@@ -324,13 +324,9 @@ pub fn optimizer_step(
     Ok(stats)
 }
 
-/// AdamW settings of the spec (the LR is given per step).
+/// AdamW settings of the spec with peak LR `lr` (the LR is given per step). The SFT warm-up
+/// always uses AdamW; RL uses `train.optim` through [`AdamW::from_spec`].
 pub fn adamw_config(spec: &Experiment, lr: f64) -> Result<AdamWConfig> {
-    if spec.train.optim != Optimizer::Adamw {
-        return Err(Error::Spec(
-            "train.optim: only `adamw` is implemented (sgd is not yet)".into(),
-        ));
-    }
     Ok(AdamWConfig {
         lr,
         beta1: spec.train.adam_beta1,
@@ -355,10 +351,7 @@ fn runtime(ctx: &mut StageContext<'_>, model: &Model) -> Result<Runtime> {
         }
     }
     let spec = ctx.spec;
-    let mut opt = AdamW::new(
-        model.trainable_vars(),
-        adamw_config(spec, spec.train.learning_rate)?,
-    )?;
+    let mut opt = AdamW::from_spec(model.trainable_vars(), &spec.train)?;
     let st = match state::load(ctx.run_dir)? {
         Some(st) => {
             if st.phase == Phase::Rl && st.has_optimizer {
