@@ -256,7 +256,7 @@ pub fn compare_parsers<'a>(
 }
 
 /// Removes think blocks; returns the text and whether anything was removed.
-fn strip_think(text: &str) -> (Cow<'_, str>, bool) {
+pub(crate) fn strip_think(text: &str) -> (Cow<'_, str>, bool) {
     const OPEN: &str = "<think>";
     const CLOSE: &str = "</think>";
     let first_open = text.find(OPEN);

@@ -125,7 +125,7 @@ pub fn parse_ranking(
     if !(2..=MAX_GROUP).contains(&g) {
         return Err(JudgeParseError::BadGroupSize(g));
     }
-    let text = strip_think(answer);
+    let text = super::json::strip_think(answer).0;
     if let Some(order) = last_sequence_line(&text) {
         return Ok(from_order(&order, g, RankFormat::Sequence, options));
     }
@@ -137,26 +137,6 @@ pub fn parse_ranking(
         return Ok(from_pairs(&pairs, g, options));
     }
     Err(JudgeParseError::NoLabels)
-}
-
-fn strip_think(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    // a close tag with no open tag: the block was opened in the prompt
-    if let Some(c) = rest.find("</think>") {
-        if rest.find("<think>").is_none_or(|o| c < o) {
-            rest = &rest[c + "</think>".len()..];
-        }
-    }
-    while let Some(o) = rest.find("<think>") {
-        out.push_str(&rest[..o]);
-        match rest[o..].find("</think>") {
-            Some(c) => rest = &rest[o + c + "</think>".len()..],
-            None => return out,
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 fn pad_rank(g: usize, options: &RankOptions) -> usize {

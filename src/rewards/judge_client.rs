@@ -550,7 +550,7 @@ fn number(s: &str) -> Option<f64> {
 
 /// Score-mode answer → one score per completion (format in the module docs).
 fn parse_score_answer(answer: &str, g: usize) -> std::result::Result<Vec<Score>, ParseFailure> {
-    let text = strip_think(answer);
+    let text = super::json::strip_think(answer).0;
     let mut found: BTreeMap<usize, std::result::Result<f64, String>> = BTreeMap::new();
     for c in score_line_re().captures_iter(&text) {
         let Some(l) = c.get(1).and_then(|m| m.as_str().chars().next()) else {
@@ -610,27 +610,6 @@ fn parse_score_answer(answer: &str, g: usize) -> std::result::Result<Vec<Score>,
             partial: Some(scores),
         })
     }
-}
-
-/// Removes `<think>…</think>` blocks (an unclosed one runs to the end; a lone `</think>` means
-/// the block was opened in the prompt).
-fn strip_think(s: &str) -> String {
-    let mut rest = s;
-    if let Some(c) = rest.find("</think>") {
-        if rest.find("<think>").is_none_or(|o| c < o) {
-            rest = &rest[c + "</think>".len()..];
-        }
-    }
-    let mut out = String::with_capacity(rest.len());
-    while let Some(o) = rest.find("<think>") {
-        out.push_str(&rest[..o]);
-        match rest[o..].find("</think>") {
-            Some(c) => rest = &rest[o + c + "</think>".len()..],
-            None => return out,
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// The answer format the parser expects, as an instruction.
