@@ -58,14 +58,9 @@ pub struct DecodeArgs {
     pub prompt: String,
 }
 
+/// The LoRA adapter the training benches attach.
 #[derive(clap::Args, Debug)]
-pub struct TrainArgs {
-    #[command(flatten)]
-    pub common: Common,
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
-    #[arg(long, default_value_t = 192)]
-    pub seq_len: usize,
+pub struct LoraArgs {
     #[arg(long, default_value_t = 16)]
     pub lora_r: usize,
     /// LoRA alpha (default 2·r).
@@ -74,6 +69,30 @@ pub struct TrainArgs {
     /// LoRA target modules, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "q_proj,v_proj")]
     pub targets: Vec<String>,
+}
+
+impl LoraArgs {
+    /// The adapter settings (no dropout: benches measure the deterministic step).
+    fn config(self) -> LoraConfig {
+        LoraConfig {
+            r: self.lora_r,
+            alpha: self.lora_alpha.unwrap_or(2.0 * self.lora_r as f64),
+            dropout: 0.0,
+            target_modules: self.targets,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 192)]
+    pub seq_len: usize,
+    #[command(flatten)]
+    pub lora: LoraArgs,
     /// Measured steps (after one warm-up step); the median is reported.
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
@@ -92,14 +111,8 @@ pub struct GrpoArgs {
     /// Tokens per rollout (stop tokens are disabled).
     #[arg(long, default_value_t = 64)]
     pub new_tokens: usize,
-    #[arg(long, default_value_t = 16)]
-    pub lora_r: usize,
-    /// LoRA alpha (default 2·r).
-    #[arg(long)]
-    pub lora_alpha: Option<f64>,
-    /// LoRA target modules, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "q_proj,v_proj")]
-    pub targets: Vec<String>,
+    #[command(flatten)]
+    pub lora: LoraArgs,
     /// Measured steps (after one warm-up step); per-phase medians are reported.
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
@@ -167,12 +180,7 @@ fn train(a: TrainArgs) -> anyhow::Result<i32> {
         model: a.common.model.clone(),
         batch: a.batch,
         seq_len: a.seq_len,
-        lora: LoraConfig {
-            r: a.lora_r,
-            alpha: a.lora_alpha.unwrap_or(2.0 * a.lora_r as f64),
-            dropout: 0.0,
-            target_modules: a.targets,
-        },
+        lora: a.lora.config(),
         dtype,
         device: dev,
         steps: a.steps,
@@ -217,12 +225,7 @@ fn grpo(a: GrpoArgs) -> anyhow::Result<i32> {
         model: a.common.model.clone(),
         rollouts: a.rollouts,
         new_tokens: a.new_tokens,
-        lora: LoraConfig {
-            r: a.lora_r,
-            alpha: a.lora_alpha.unwrap_or(2.0 * a.lora_r as f64),
-            dropout: 0.0,
-            target_modules: a.targets,
-        },
+        lora: a.lora.config(),
         dtype,
         device: dev,
         prompt: a.prompt,

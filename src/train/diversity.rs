@@ -19,7 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use candle_core::{DType, Tensor, Var};
+use candle_core::{Tensor, Var};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -341,17 +341,7 @@ pub fn grad_norms(terms: &[(&str, &Tensor)], vars: &[Var]) -> Result<Vec<(String
         .iter()
         .map(|(name, t)| {
             let grads = t.backward()?;
-            let mut sq = 0.0f64;
-            for v in vars {
-                if let Some(g) = grads.get(v.as_tensor()) {
-                    sq += g
-                        .to_dtype(DType::F64)?
-                        .sqr()?
-                        .sum_all()?
-                        .to_scalar::<f64>()?;
-                }
-            }
-            Ok((name.to_string(), sq.sqrt()))
+            Ok((name.to_string(), super::optim::grad_norm(&grads, vars)?))
         })
         .collect()
 }
