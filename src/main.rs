@@ -32,10 +32,18 @@ enum Command {
     Generate(cli::generate::Args),
     /// Measure decode and training throughput.
     Bench(cli::bench::Args),
+    /// Compute distinct-n, Self-BLEU, semantic diversity or pass@k over a file of samples.
+    Metrics(cli::metrics::Args),
     /// Fetch and list cached models.
     Models(cli::models::Args),
     /// Export a model with a trained adapter merged into its weights.
     Export(cli::export::Args),
+    /// Evaluate checkpoints on a spec's fixed eval prompt set (rewards, diversity, pass@k).
+    Eval(cli::eval::Args),
+    /// Compare runs or eval outputs: one table with CIs, changes in % and p-values.
+    Compare(cli::compare::Args),
+    /// Write report.md, report.csv and report.html (SVG plots) of a run.
+    Report(cli::report::Args),
 }
 
 fn main() {
@@ -52,8 +60,12 @@ fn main() {
         Command::Score(a) => cli::score::run(a),
         Command::Generate(a) => cli::generate::run(a),
         Command::Bench(a) => cli::bench::run(a),
+        Command::Metrics(a) => cli::metrics::run(a),
         Command::Models(a) => cli::models::run(a),
         Command::Export(a) => cli::export::run(a),
+        Command::Eval(a) => cli::eval::run(a),
+        Command::Compare(a) => cli::compare::run(a),
+        Command::Report(a) => cli::report::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -6,6 +6,11 @@
 //! (innermost). Names are `<name>@<label>=<value>,...`, labels being the last path segment
 //! (the full path when two axes share it, or `sweep.labels`).
 
+pub mod jobs;
+pub mod slurm;
+pub mod status;
+pub mod table;
+
 use crate::spec::{Experiment, Sweep};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};

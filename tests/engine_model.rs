@@ -797,4 +797,17 @@ fn bf16_forward_is_close_to_f32() {
     let mut cache = m.new_cache(16);
     let last = m.forward_logits(&ids(&[&SEQ]), &mut cache).unwrap();
     assert!(max_abs_diff(&last, &lb.i((.., SEQ.len() - 1, ..)).unwrap()) < 1e-3);
+    // Cached decode steps stream the bf16 weights through the small-row kernel (no f32
+    // copy); they agree with the full bf16 recompute up to bf16 rounding of activations.
+    let mut cache = m.new_cache(16);
+    let prefill = 3;
+    m.forward_logits(&ids(&[&SEQ[..prefill]]), &mut cache)
+        .unwrap();
+    for p in prefill..SEQ.len() {
+        let l = m
+            .forward_logits(&ids(&[&SEQ[p..p + 1]]), &mut cache)
+            .unwrap();
+        let d = max_abs_diff(&l, &lb.i((.., p, ..)).unwrap());
+        assert!(d < 0.05, "bf16 decode step {p} differs by {d}");
+    }
 }

@@ -269,3 +269,194 @@ fn cli_sweep_lists_points_and_apply_reports_each() {
         "{stderr}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tables, Slurm script and scheduler-state parsing
+// ---------------------------------------------------------------------------------------------
+
+use runner::sweep::slurm::{
+    merge_status, parse_job_id, parse_states, render_script, shell_quote, task_ids, ArrayJob,
+};
+use runner::sweep::table::{render_csv, render_md, sorted, PointRecord, PointStatus, SortKey};
+
+fn record(name: &str, lambda: f64, status: PointStatus, reward: Option<f64>) -> PointRecord {
+    PointRecord {
+        name: name.into(),
+        assignments: vec![
+            ("train.objective.diversity.lambda".into(), json!(lambda)),
+            ("seed".into(), json!(1)),
+        ],
+        status,
+        run_dir: Some(format!("runs/{name}/x").into()),
+        wall_s: Some(12.34),
+        error: (status == PointStatus::Failed).then(|| "boom | bad\nsecond line".into()),
+        metrics: reward
+            .map(|r| BTreeMap::from([("eval/mean_reward".to_string(), r)]))
+            .unwrap_or_default(),
+    }
+}
+
+#[test]
+fn tables_have_one_row_per_point_and_sort_by_a_metric() {
+    let recs = vec![
+        record(
+            "s@lambda=0.0,seed=1",
+            0.0,
+            PointStatus::Completed,
+            Some(0.25),
+        ),
+        record("s@lambda=1.0,seed=1", 1.0, PointStatus::Failed, None),
+        record(
+            "s@lambda=2.0,seed=1",
+            2.0,
+            PointStatus::Completed,
+            Some(0.5),
+        ),
+    ];
+    let csv = render_csv(&recs).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "point,train.objective.diversity.lambda,seed,status,run_dir,wall_s,eval/mean_reward,error"
+    );
+    assert_eq!(
+        lines[1],
+        "\"s@lambda=0.0,seed=1\",0.0,1,completed,\"runs/s@lambda=0.0,seed=1/x\",12.3,0.25,"
+    );
+    // The error keeps its newline inside a quoted field.
+    assert!(csv.contains("\"boom | bad\nsecond line\""), "{csv}");
+
+    let desc = SortKey::parse("eval/mean_reward").unwrap();
+    let order: Vec<&str> = sorted(&recs, &desc)
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "s@lambda=2.0,seed=1",
+            "s@lambda=0.0,seed=1",
+            "s@lambda=1.0,seed=1"
+        ],
+        "highest first, missing last"
+    );
+    let asc = SortKey::parse("eval/mean_reward:asc").unwrap();
+    let order: Vec<&str> = sorted(&recs, &asc)
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(order[0], "s@lambda=0.0,seed=1");
+    assert_eq!(order[2], "s@lambda=1.0,seed=1", "missing stays last");
+    assert!(SortKey::parse(":asc").is_err());
+
+    let md = render_md("s", &recs, &desc);
+    assert!(md.contains("3 points: 2 completed, 1 failed."), "{md}");
+    assert!(
+        md.contains("Sorted by `eval/mean_reward` (descending)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| point | lambda | seed | status | wall s | eval/mean_reward |"),
+        "{md}"
+    );
+    let first_row = md.lines().find(|l| l.starts_with("| s@")).unwrap();
+    assert_eq!(
+        first_row,
+        "| s@lambda=2.0,seed=1 | 2.0 | 1 | completed | 12 | 0.5000 |"
+    );
+    // Pipes and newlines in errors cannot break the table.
+    assert!(
+        md.contains("- `s@lambda=1.0,seed=1`: boom \\| bad second line"),
+        "{md}"
+    );
+}
+
+fn job(tasks: usize) -> ArrayJob {
+    ArrayJob {
+        job_name: "poly@x".into(),
+        workdir: "/work/proj".into(),
+        log_dir: "/work/proj/runs/poly/slurm".into(),
+        resources: serde_json::from_value(json!({
+            "gpus": 1, "cpus": 4, "memory": "16G", "time": "02:00:00",
+            "partition": "gpu", "account": "lab-1"
+        }))
+        .unwrap(),
+        max_parallel: Some(2),
+        tasks: (0..tasks)
+            .map(|i| {
+                (
+                    format!("poly@seed={i}"),
+                    vec![
+                        "/opt/runner".into(),
+                        "sweep".into(),
+                        "it's.yaml".into(),
+                        "--point".into(),
+                        format!("poly@seed={i}"),
+                    ],
+                )
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn slurm_script_is_a_job_array_with_the_spec_resources() {
+    let s = render_script(&job(3)).unwrap();
+    for line in [
+        "#!/bin/bash",
+        "#SBATCH --job-name=poly_x",
+        "#SBATCH --array=0-2%2",
+        "#SBATCH --output=/work/proj/runs/poly/slurm/%A_%a.out",
+        "#SBATCH --chdir=/work/proj",
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --mem=16G",
+        "#SBATCH --time=02:00:00",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=lab-1",
+        "  1) exec /opt/runner sweep 'it'\\''s.yaml' --point poly@seed=1 ;;",
+    ] {
+        assert!(s.lines().any(|l| l == line), "{line:?} not in\n{s}");
+    }
+    // Directives come before the first command, as sbatch requires.
+    let last_directive = s.rfind("#SBATCH").unwrap();
+    assert!(last_directive < s.find("case ").unwrap());
+
+    // A value that would end the directive and start a command is refused.
+    let mut bad = job(1);
+    bad.resources.partition = Some("gpu\nrm -rf /".into());
+    let err = render_script(&bad).unwrap_err().to_string();
+    assert!(err.contains("resources.partition"), "{err}");
+    assert!(render_script(&job(0)).is_err());
+    assert_eq!(shell_quote("a b"), "'a b'");
+    assert_eq!(shell_quote("x@lambda=1.0,seed=2"), "x@lambda=1.0,seed=2");
+    assert_eq!(shell_quote(""), "''");
+}
+
+#[test]
+fn slurm_outputs_are_parsed() {
+    assert_eq!(parse_job_id("1234\n").unwrap(), "1234");
+    assert_eq!(parse_job_id("77;cluster\n").unwrap(), "77");
+    assert!(parse_job_id("sbatch: error: x").is_err());
+    assert_eq!(task_ids("12_3", "12"), [3]);
+    assert_eq!(task_ids("12_3.batch", "12"), [3]);
+    assert_eq!(task_ids("12_[0-2,5%2]", "12"), [0, 1, 2, 5]);
+    assert!(task_ids("123_1", "12").is_empty(), "another job");
+    assert!(task_ids("12", "12").is_empty(), "the array's own line");
+    let st = parse_states(
+        "12_0|COMPLETED\n12_1|CANCELLED by 0\n12_[2-3]|PENDING\nbad line\n",
+        "12",
+    );
+    assert_eq!(st[&0], "COMPLETED");
+    assert_eq!(st[&1], "CANCELLED");
+    assert_eq!(st[&3], "PENDING");
+
+    use PointStatus::*;
+    assert_eq!(merge_status(Pending, Some("PENDING")).0, Queued);
+    assert_eq!(merge_status(Pending, Some("RUNNING")).0, Running);
+    assert_eq!(merge_status(Completed, Some("RUNNING")).0, Completed);
+    let (s, why) = merge_status(Interrupted, Some("TIMEOUT"));
+    assert_eq!(s, Failed);
+    assert!(why.unwrap().contains("TIMEOUT"));
+    assert_eq!(merge_status(Running, None).0, Running);
+}

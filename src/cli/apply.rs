@@ -12,6 +12,18 @@ use std::path::PathBuf;
   runner plan experiments/v4_1.yaml --out v4_1.plan.json && runner apply v4_1.plan.json
   runner apply --resume runs/v4_1/20261122T001500Z-1a2b3c4d
 
+Daily loop (schedule.mode: partitions):
+  runner apply experiments/newrun_daily.yaml --from 20250802 --to 20250804   # backfill
+  runner apply experiments/newrun_daily.yaml --partition next                # daily update
+  runner apply experiments/newrun_daily.yaml --partition 20250805            # one date
+  runner apply experiments/newrun_daily.yaml --partition 20250806 --outcomes-from 20250805
+A new daily-loop run continues the newest run of its run name (runs/<name>_<run_suffix>/)
+whose last completed partition is before its first date: its final_model and its pending
+predictions (schedule.partitions.resume_from_last_model, default true).
+
+Stages whose inputs are unchanged since an earlier run of the same name are copied from it
+(`runner plan` shows which, and why the others run); an unchanged spec prints `up to date`.
+
 A saved plan is refused when its spec changed since it was made (re-plan). A stage kind this
 build does not implement yet stops apply before anything starts.")]
 pub struct Args {
@@ -33,6 +45,23 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Daily loop: run one partition date (YYYYMMDD), or `next` for the first date after the
+    /// last one the latest run of this run name completed (resuming from its model).
+    #[arg(long, value_name = "DATE|next")]
+    pub partition: Option<String>,
+    /// Daily loop: backfill from this date (replaces schedule.partitions.from).
+    #[arg(long, value_name = "YYYYMMDD")]
+    pub from: Option<String>,
+    /// Daily loop: backfill to this date (replaces schedule.partitions.to).
+    #[arg(long, value_name = "YYYYMMDD")]
+    pub to: Option<String>,
+    /// Daily loop override, with --partition D: score D's predictions with this date's outcomes.
+    #[arg(long, value_name = "YYYYMMDD")]
+    pub outcomes_from: Option<String>,
+    /// Re-run this stage kind (and what reads its outputs) instead of reusing an earlier run's
+    /// outputs from the cache; repeatable (`--force generate --force eval`).
+    #[arg(long, value_name = "STAGE", value_parser = super::plan::parse_stage)]
+    pub force: Vec<crate::stages::StageKind>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
@@ -55,6 +84,13 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         resume: args.resume,
         run_name: None,
         progress: !args.quiet,
+        partition: crate::run::apply::PartitionOptions {
+            partition: args.partition,
+            from: args.from,
+            to: args.to,
+            outcomes_from: args.outcomes_from,
+        },
+        force: args.force,
     };
     match apply(&req, &Registry::builtin()) {
         Ok(report) => {
@@ -62,6 +98,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 eprintln!("{w}");
             }
             let s = report.summary;
+            if s.up_to_date {
+                println!("up to date: {}", report.run_dir.display());
+                return Ok(0);
+            }
             println!(
                 "{} {}: {} stage instances run, {} already done, {} in the plan",
                 if report.resumed {
@@ -74,6 +114,22 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 s.skipped,
                 s.total
             );
+            if !report.skipped_partitions.is_empty() {
+                println!(
+                    "skipped partitions (no prompt file): {}",
+                    report.skipped_partitions.join(", ")
+                );
+            }
+            if !report.pending.is_empty() {
+                println!(
+                    "pending for a later run: predictions of {}",
+                    report.pending.join(", ")
+                );
+            }
+            let summary = report.run_dir.join(crate::run::summary::SUMMARY_CSV);
+            if summary.is_file() {
+                println!("per-partition summary: {}", summary.display());
+            }
             Ok(0)
         }
         Err(e) => {

@@ -3,11 +3,15 @@
 
 pub mod apply;
 pub mod bench;
+pub mod compare;
 pub mod diff;
+pub mod eval;
 pub mod export;
 pub mod generate;
+pub mod metrics;
 pub mod models;
 pub mod plan;
+pub mod report;
 pub mod runtime;
 pub mod schema;
 pub mod score;

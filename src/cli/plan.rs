@@ -1,5 +1,8 @@
-//! `runner plan`: compile a spec into a plan, show it, optionally save it for `runner apply`.
+//! `runner plan`: compile a spec into a plan, show it with the cache status of every stage
+//! (cached from an earlier run of the same name, or to run and why), optionally save it for
+//! `runner apply`.
 
+use crate::stages::StageKind;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
@@ -8,7 +11,11 @@ use std::path::{Path, PathBuf};
 #[command(after_help = "Examples:
   runner plan experiments/v4_1.yaml
   runner plan experiments/polychromic.yaml --set train.learning_rate=5e-6 --json
-  runner plan experiments/newrun_daily.yaml --out newrun.plan.json && runner apply newrun.plan.json")]
+  runner plan experiments/newrun_daily.yaml --out newrun.plan.json && runner apply newrun.plan.json
+  runner plan experiments/quickstart.yaml --force generate
+
+Each stage is shown as `cached (run <id>)` — an earlier run under --runs-dir has its outputs
+for the same inputs — or `to run (<reason>)`, the reason being the first input that differs.")]
 pub struct Args {
     /// The spec file.
     pub file: PathBuf,
@@ -24,6 +31,21 @@ pub struct Args {
     /// Ignore `RUNNER_*` environment variables.
     #[arg(long)]
     pub no_env: bool,
+    /// Where earlier runs are looked up for the cache status (as `runner apply --runs-dir`).
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// Show this stage kind (and what reads it) as re-running, as `runner apply --force`
+    /// would; repeatable.
+    #[arg(long, value_name = "STAGE", value_parser = parse_stage)]
+    pub force: Vec<StageKind>,
+}
+
+/// A stage kind name for `--force`.
+pub fn parse_stage(s: &str) -> Result<StageKind, String> {
+    StageKind::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = StageKind::ALL.iter().map(|k| k.name()).collect();
+        format!("unknown stage `{s}` (stages: {})", names.join(", "))
+    })
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
@@ -38,10 +60,36 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         }
     };
     let plan = &prepared.plan;
+    let cache = crate::run::cache::CachePlan::decide(
+        &args.runs_dir,
+        &plan.run_name,
+        &prepared.spec,
+        plan,
+        None,
+        &args.force,
+        None,
+        &Default::default(),
+    )
+    .map(|c| c.view());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(plan)?);
+        let mut v = serde_json::to_value(plan)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "cache".into(),
+                match &cache {
+                    Ok(view) => serde_json::to_value(view)?,
+                    Err(e) => serde_json::json!({ "error": e.to_string() }),
+                },
+            );
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", crate::plan::render::render(plan));
+        println!();
+        match &cache {
+            Ok(view) => print!("{}", crate::plan::render::render_cache(view)),
+            Err(e) => println!("cache status unknown: {e}"),
+        }
     }
     if let Some(out) = &args.out {
         crate::run::atomic::write_json(out, plan)

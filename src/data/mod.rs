@@ -57,7 +57,7 @@ pub fn load_records(
 ) -> Result<Vec<Record>> {
     let path_s = crate::plan::data::source_path(source, date);
     let path = Path::new(&path_s);
-    let raw = read::read_raw(path, source.format)?;
+    let (raw, _skipped) = read::read_raw_with(path, source.format, spec.data.on_bad_line)?;
     let env = template_env();
     let template = match &spec.data.prompt.template {
         Some(t) => Some(

@@ -2,6 +2,8 @@
 //! (`trim_blocks`, `lstrip_blocks`, loop controls, `raise_exception`, `strftime_now`, a Python
 //! `json.dumps`-style `tojson`, and Python string methods such as `.strip()` or `.split()`).
 
+use std::io::Write;
+
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, ErrorKind};
 
@@ -29,6 +31,22 @@ pub const CHATML_TEMPLATE: &str = "{%- for message in messages %}\
 {%- endfor %}\
 {%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
 
+/// Largest template source accepted. HF chat templates are a few KiB; a bigger one is most
+/// likely not a template at all.
+pub const MAX_TEMPLATE_BYTES: usize = 1 << 20;
+
+/// Instructions a render may execute (minijinja fuel). A template renders each message with a
+/// few dozen instructions, so this allows conversations of thousands of turns while stopping
+/// a hostile template (nested `range(100000)` loops) in well under a second.
+pub const MAX_TEMPLATE_FUEL: u64 = 2_000_000;
+
+/// Largest rendered prompt, in bytes: far beyond any model's context, small enough to keep a
+/// runaway template from exhausting memory through its output.
+pub const MAX_OUTPUT_BYTES: usize = 16 << 20;
+
+/// Stack of the rendering thread (see [`render_template`]).
+const RENDER_STACK_BYTES: usize = 512 << 20;
+
 /// Render `messages` with the tokenizer's chat template (or a built-in ChatML one).
 /// `enable_thinking` is passed to templates that understand it (Qwen3); `None` leaves it
 /// undefined, which such templates treat as thinking on.
@@ -50,7 +68,56 @@ pub fn render(
 }
 
 /// Render a given template source (what `render` does with the tokenizer's one).
+///
+/// The template is untrusted input (it comes with a downloaded tokenizer): its size, the
+/// instructions it may run ([`MAX_TEMPLATE_FUEL`]) and its output ([`MAX_OUTPUT_BYTES`]) are
+/// bounded, and every failure is an `Err`. Not bounded: memory of values a template builds by
+/// repeated string concatenation without printing them (minijinja has no limit on `~`); fuel
+/// bounds the number of such steps.
 pub fn render_template(
+    template: &str,
+    messages: &[Message],
+    add_generation_prompt: bool,
+    enable_thinking: Option<bool>,
+    bos_token: Option<&str>,
+    eos_token: Option<&str>,
+) -> crate::Result<String> {
+    if template.len() > MAX_TEMPLATE_BYTES {
+        return Err(crate::Error::Tokenizer(format!(
+            "chat template is {} bytes, more than the {MAX_TEMPLATE_BYTES} accepted",
+            template.len()
+        )));
+    }
+    // Values a template builds can nest as deep as its fuel allows, and minijinja drops and
+    // prints them recursively: render on a thread whose stack holds the deepest one (the
+    // memory is only committed as it is used). A panic there becomes an error too.
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("chat-template".into())
+            .stack_size(RENDER_STACK_BYTES)
+            .spawn_scoped(scope, || {
+                render_bounded(
+                    template,
+                    messages,
+                    add_generation_prompt,
+                    enable_thinking,
+                    bos_token,
+                    eos_token,
+                )
+            })
+            .map_err(|e| {
+                crate::Error::Tokenizer(format!("chat template: cannot start renderer: {e}"))
+            })?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(crate::Error::Tokenizer(
+                    "chat template rendering panicked".into(),
+                ))
+            })
+    })
+}
+
+fn render_bounded(
     template: &str,
     messages: &[Message],
     add_generation_prompt: bool,
@@ -73,8 +140,40 @@ pub fn render_template(
     if let Some(t) = enable_thinking {
         ctx.insert("enable_thinking".into(), serde_json::Value::Bool(t));
     }
-    tmpl.render(Value::from_serialize(&ctx))
-        .map_err(|e| template_error("rendering", &e))
+    let mut out = BoundedWriter::default();
+    match tmpl.render_captured_to(Value::from_serialize(&ctx), &mut out) {
+        Ok(_) => {}
+        Err(_) if out.overflowed => {
+            return Err(crate::Error::Tokenizer(format!(
+                "chat template rendering: output exceeds {MAX_OUTPUT_BYTES} bytes"
+            )))
+        }
+        Err(e) => return Err(template_error("rendering", &e)),
+    }
+    String::from_utf8(out.buf)
+        .map_err(|e| crate::Error::Tokenizer(format!("chat template rendering: {e}")))
+}
+
+/// Collects the rendered text, failing once it would pass [`MAX_OUTPUT_BYTES`].
+#[derive(Default)]
+struct BoundedWriter {
+    buf: Vec<u8>,
+    overflowed: bool,
+}
+
+impl Write for BoundedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > MAX_OUTPUT_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("chat template output too large"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn template_error(what: &str, e: &minijinja::Error) -> crate::Error {
@@ -91,6 +190,7 @@ fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
+    env.set_fuel(Some(MAX_TEMPLATE_FUEL));
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", strftime_now);
@@ -102,8 +202,17 @@ fn raise_exception(msg: String) -> Result<Value, minijinja::Error> {
     Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
 }
 
-fn strftime_now(format: String) -> String {
-    chrono::Local::now().format(&format).to_string()
+/// chrono's `format(..).to_string()` panics on an invalid specifier (`%Q`); write it instead.
+fn strftime_now(format: String) -> Result<String, minijinja::Error> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    write!(out, "{}", chrono::Local::now().format(&format)).map_err(|_| {
+        minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("strftime_now: invalid format `{format}`"),
+        )
+    })?;
+    Ok(out)
 }
 
 /// transformers' `tojson`: `json.dumps(x, ensure_ascii=False, indent=indent)` — Python's
@@ -260,10 +369,34 @@ mod tests {
             err.to_string().contains("only user and assistant roles"),
             "{err}"
         );
+        let t = "{{ strftime_now('%Q') }}";
+        let err = render_template(t, &[], false, None, None, None).unwrap_err();
+        assert!(err.to_string().contains("invalid format"), "{err}");
         let t = "{{ strftime_now('%Y') | length }}";
         assert_eq!(
             render_template(t, &[], false, None, None, None).unwrap(),
             "4"
         );
+    }
+
+    #[test]
+    fn hostile_templates_are_bounded() {
+        // 10^10 iterations: stopped by fuel, not a hang.
+        let t = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        let err = render_template(t, &[], false, None, None, None).unwrap_err();
+        assert!(err.to_string().contains("fuel"), "{err}");
+        // 100 × 100 MB of output: stopped at the output cap.
+        let t = "{% for i in range(100) %}{{ 'x' * 100000000 }}{% endfor %}";
+        let err = render_template(t, &[], false, None, None, None).unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        // A template too large to be one.
+        let t = "x".repeat(MAX_TEMPLATE_BYTES + 1);
+        assert!(render_template(&t, &[], false, None, None, None).is_err());
+        // A value nested 100000 deep (built by a loop, so the parser's limit does not apply).
+        let t = "{% set ns = namespace(x=[]) %}{% for i in range(100) %}{% for j in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}{% endfor %}{{ ns.x | length }}";
+        assert!(render_template(t, &[], false, None, None, None).is_err());
+        // Deep nesting is a parse error, not a stack overflow.
+        let t = format!("{{{{ {}1{} }}}}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(render_template(&t, &[], false, None, None, None).is_err());
     }
 }

@@ -117,12 +117,26 @@ pub fn rounds(
                 overridden: true,
             },
             None => {
-                let next = parse_date("schedule.partitions", &pred)?
-                    .succ_opt()
-                    .ok_or_else(|| Error::Spec("schedule.partitions: date out of range".into()))?;
+                let next = fmt_date(
+                    parse_date("schedule.partitions", &pred)?
+                        .succ_opt()
+                        .ok_or_else(|| {
+                            Error::Spec("schedule.partitions: date out of range".into())
+                        })?,
+                );
+                // A missing day (weekend, holiday) is skipped: the predictions are scored with
+                // the next date of the range that has outcomes.
+                let outcomes_from = if p.skip_missing && !has_outcomes(&next) {
+                    all.iter()
+                        .find(|d| **d > next && has_outcomes(d))
+                        .cloned()
+                        .unwrap_or(next)
+                } else {
+                    next
+                };
                 ScorePair {
                     predictions_from: pred.clone(),
-                    outcomes_from: fmt_date(next),
+                    outcomes_from,
                     overridden: false,
                 }
             }
@@ -143,4 +157,246 @@ pub fn rounds(
         }
     }
     Ok((rounds, pending))
+}
+
+/// File (in a partitioned run directory) recording what the run continues from: written by
+/// `apply` before the first stage runs.
+pub const LINEAGE_FILE: &str = "partitions.json";
+
+/// Where a partitioned run continues from: the previous run of the same run name (the latest
+/// one with a completed partition), the model it starts from, and the predictions of earlier
+/// dates it scores, copied into this run so it never reads another run directory again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The previous run directory, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_run: Option<String>,
+    /// The snapshot the model was taken from (`<prev>/checkpoints/final_model`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_from: Option<String>,
+    /// Optimizer steps the imported model had completed (the first partition starts there).
+    #[serde(default)]
+    pub base_step: usize,
+    /// Predictions of earlier dates copied from the previous run: date → rollouts path
+    /// relative to this run.
+    #[serde(default)]
+    pub imported_predictions: std::collections::BTreeMap<String, String>,
+    /// The previous run's per-partition summary rows (the auto sampler profile reads the last).
+    #[serde(default)]
+    pub previous_summary: Vec<crate::run::summary::PartitionSummary>,
+}
+
+impl Lineage {
+    /// Read `<run>/partitions.json`; the empty lineage when the run has none.
+    pub fn load(run: &std::path::Path) -> Result<Lineage> {
+        let path = run.join(LINEAGE_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| Error::Run(format!("{}: malformed: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Lineage::default()),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Write `<run>/partitions.json` atomically.
+    pub fn save(&self, run: &std::path::Path) -> Result<()> {
+        crate::run::atomic::write_json(&run.join(LINEAGE_FILE), self)
+    }
+}
+
+/// The day after `date` (YYYYMMDD).
+pub fn next_date(date: &str) -> Result<String> {
+    let d = parse_date("partition", date)?;
+    d.succ_opt()
+        .map(fmt_date)
+        .ok_or_else(|| Error::Spec(format!("partition: no date after {date}")))
+}
+
+/// The day before `date` (YYYYMMDD).
+pub fn prev_date(date: &str) -> Result<String> {
+    let d = parse_date("partition", date)?;
+    d.pred_opt()
+        .map(fmt_date)
+        .ok_or_else(|| Error::Spec(format!("partition: no date before {date}")))
+}
+
+/// The partition dates a run directory completed (status `done` in its summary), sorted.
+pub fn completed_dates(run: &std::path::Path) -> Vec<String> {
+    crate::run::summary::read_summaries(run)
+        .map(|rows| {
+            rows.into_iter()
+                .filter(|r| r.status == "done")
+                .map(|r| r.date)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The latest run directory under `<runs_root>/<run_name>/` with at least one completed
+/// partition (run ids start with their creation time, so the greatest name is the latest),
+/// skipping `exclude` (the run being created).
+pub fn latest_run(
+    runs_root: &std::path::Path,
+    run_name: &str,
+    exclude: Option<&std::path::Path>,
+) -> Result<Option<std::path::PathBuf>> {
+    let parent = runs_root.join(crate::run::safe_name(run_name));
+    if !parent.is_dir() {
+        return Ok(None);
+    }
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(&parent)
+        .map_err(|e| Error::io(&parent, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && exclude.is_none_or(|x| x != p.as_path()))
+        .collect();
+    dirs.sort();
+    Ok(dirs
+        .into_iter()
+        .rev()
+        .find(|d| !completed_dates(d).is_empty()))
+}
+
+/// Put pairs carried over from an earlier run (its pending predictions) into `rounds`: a pair
+/// is scored in the first round on or after max(predictions, outcomes) whose outcomes exist;
+/// pairs whose predictions this plan generates again are dropped (this run's own generation
+/// wins); the others stay `pending`. Returns the carried pairs placed in a round.
+pub fn carry_in(
+    rounds: &mut [Round],
+    pending: &mut Vec<ScorePair>,
+    carried: Vec<ScorePair>,
+    has_outcomes: &dyn Fn(&str) -> bool,
+) -> Vec<ScorePair> {
+    let mut placed = Vec::new();
+    for pair in carried {
+        let regenerated = rounds
+            .iter()
+            .any(|r| r.generate && r.date == pair.predictions_from);
+        let duplicate = rounds.iter().any(|r| r.score.contains(&pair)) || pending.contains(&pair);
+        if regenerated || duplicate {
+            continue;
+        }
+        let mut pair = pair;
+        if !pair.overridden && !has_outcomes(&pair.outcomes_from) {
+            // Its next day had no outcomes: the next round that has them scores it.
+            if let Some(r) = rounds
+                .iter()
+                .find(|r| r.date > pair.predictions_from && has_outcomes(&r.date))
+            {
+                pair.outcomes_from = r.date.clone();
+            }
+        }
+        let at = pair
+            .outcomes_from
+            .clone()
+            .max(pair.predictions_from.clone());
+        let slot = if has_outcomes(&pair.outcomes_from) {
+            rounds.iter_mut().find(|r| r.date >= at)
+        } else {
+            None
+        };
+        match slot {
+            Some(r) => {
+                r.score.push(pair.clone());
+                placed.push(pair);
+            }
+            None => pending.push(pair),
+        }
+    }
+    placed
+}
+
+#[cfg(test)]
+mod carry_tests {
+    use super::*;
+
+    fn round(date: &str, generate: bool) -> Round {
+        Round {
+            date: date.into(),
+            generate,
+            score: Vec::new(),
+            prompts: None,
+            train_steps: None,
+        }
+    }
+
+    fn pair(p: &str, o: &str) -> ScorePair {
+        ScorePair {
+            predictions_from: p.into(),
+            outcomes_from: o.into(),
+            overridden: false,
+        }
+    }
+
+    #[test]
+    fn carried_pairs_land_in_their_round_or_stay_pending() {
+        let mut rounds = vec![round("20250805", true), round("20250806", false)];
+        let mut pending = Vec::new();
+        let placed = carry_in(
+            &mut rounds,
+            &mut pending,
+            vec![
+                pair("20250804", "20250805"), // → round 0805
+                pair("20250803", "20250804"), // outcomes before the range → first round
+                pair("20250805", "20250806"), // regenerated here: dropped
+                pair("20250804", "20250809"), // outcomes after the range: pending
+                pair("20250802", "20250803"), // outcomes missing: the next round with them
+            ],
+            &|d| d != "20250803" && d != "20250806",
+        );
+        assert_eq!(placed.len(), 3);
+        assert_eq!(
+            rounds[0].score,
+            vec![
+                pair("20250804", "20250805"),
+                pair("20250803", "20250804"),
+                pair("20250802", "20250805")
+            ]
+        );
+        assert!(rounds[1].score.is_empty());
+        assert_eq!(pending, vec![pair("20250804", "20250809")]);
+    }
+}
+
+#[cfg(test)]
+mod missing_day_tests {
+    use super::*;
+
+    #[test]
+    fn predictions_before_a_missing_day_are_scored_with_the_next_day_with_outcomes() {
+        let p = Partitions {
+            every: Default::default(),
+            from: "20250801".into(),
+            to: "20250805".into(),
+            backfill: true,
+            resume_from_last_model: true,
+            skip_missing: true,
+            overrides: Vec::new(),
+        };
+        let missing = |d: &str| d == "20250802" || d == "20250803";
+        let (rounds, pending) = rounds(&p, &|d| !missing(d), &|d| !missing(d)).unwrap();
+        let scored: Vec<(&str, Vec<(&str, &str)>)> = rounds
+            .iter()
+            .map(|r| {
+                (
+                    r.date.as_str(),
+                    r.score
+                        .iter()
+                        .map(|s| (s.predictions_from.as_str(), s.outcomes_from.as_str()))
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            scored,
+            vec![
+                ("20250801", vec![]),
+                ("20250802", vec![]),
+                ("20250803", vec![]),
+                ("20250804", vec![("20250801", "20250804")]),
+                ("20250805", vec![("20250804", "20250805")]),
+            ]
+        );
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].outcomes_from, "20250806");
+    }
 }

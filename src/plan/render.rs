@@ -199,3 +199,72 @@ fn fmt_f(x: f64) -> String {
         None => s,
     }
 }
+
+/// The cache status of a plan's instances, per stage kind: one line when all its instances
+/// agree, else the most common status and the instances that differ.
+pub fn render_cache(v: &crate::run::cache::CacheView) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "cache (earlier runs in {}):", v.runs_dir.display());
+    let mut kinds: Vec<crate::stages::StageKind> = Vec::new();
+    for i in &v.instances {
+        if !kinds.contains(&i.kind) {
+            kinds.push(i.kind);
+        }
+    }
+    for k in kinds {
+        let of_kind: Vec<&crate::run::cache::InstanceView> =
+            v.instances.iter().filter(|i| i.kind == k).collect();
+        // Statuses in order of first appearance, with their instances.
+        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+        for i in &of_kind {
+            let s = i.status_text();
+            match groups.iter_mut().find(|(t, _)| *t == s) {
+                Some((_, ids)) => ids.push(&i.id),
+                None => groups.push((s, vec![&i.id])),
+            }
+        }
+        let major = groups
+            .iter()
+            .enumerate()
+            .max_by_key(|(n, (_, ids))| (ids.len(), std::cmp::Reverse(*n)))
+            .map_or(0, |(n, _)| n);
+        let (status, ids) = &groups[major];
+        let _ = writeln!(o, "  {:<9} {:>4} × {status}", k.name(), ids.len());
+        for (n, (status, ids)) in groups.iter().enumerate() {
+            if n == major {
+                continue;
+            }
+            if ids.len() <= 6 {
+                for id in ids {
+                    let _ = writeln!(o, "      {id}  {status}");
+                }
+            } else {
+                let _ = writeln!(
+                    o,
+                    "      {} × {status}: {} … {}",
+                    ids.len(),
+                    ids[0],
+                    ids[ids.len() - 1]
+                );
+            }
+        }
+    }
+    let cached = v.instances.iter().filter(|i| i.status == "cached").count();
+    let to_run = v.instances.iter().filter(|i| i.status == "to_run").count();
+    match &v.up_to_date {
+        Some(run) => {
+            let _ = writeln!(
+                o,
+                "up to date: {} has every stage; `runner apply` does nothing",
+                run.display()
+            );
+        }
+        None => {
+            let _ = writeln!(o, "{cached} cached, {to_run} to run");
+        }
+    }
+    for u in &v.unreadable {
+        let _ = writeln!(o, "note: earlier run not used: {u}");
+    }
+    o
+}

@@ -16,6 +16,10 @@ use crate::{Error, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
+pub mod daily;
+
+pub use daily::PartitionOptions;
+
 /// What to apply and where.
 #[derive(Debug, Clone, Default)]
 pub struct ApplyRequest {
@@ -33,6 +37,11 @@ pub struct ApplyRequest {
     pub run_name: Option<String>,
     /// Show a progress bar.
     pub progress: bool,
+    /// The daily loop's `--partition`, `--from/--to`, `--outcomes-from` (see [`daily`]).
+    pub partition: PartitionOptions,
+    /// `--force STAGE`: re-run these stage kinds (and what reads them) instead of reusing
+    /// earlier runs' outputs (see [`super::cache`]).
+    pub force: Vec<crate::stages::StageKind>,
 }
 
 /// A spec resolved, validated and compiled, ready to run.
@@ -51,7 +60,7 @@ pub struct Prepared {
 }
 
 /// What `apply` did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ApplyReport {
     /// The run directory.
     pub run_dir: PathBuf,
@@ -61,6 +70,10 @@ pub struct ApplyReport {
     pub summary: execute::ExecSummary,
     /// Validation warnings.
     pub warnings: Vec<String>,
+    /// Daily loop: partition dates skipped (no prompt file and nothing to score).
+    pub skipped_partitions: Vec<String>,
+    /// Daily loop: predictions left for a later run ("D (outcomes of H)").
+    pub pending: Vec<String>,
 }
 
 /// Whether a path names a saved plan rather than a spec.
@@ -71,6 +84,17 @@ pub fn is_plan_path(path: &Path) -> bool {
 
 /// Resolve, validate and compile a spec file.
 pub fn prepare_spec(path: &Path, sets: &[String], use_env: bool) -> Result<Prepared> {
+    prepare_spec_shaped(path, sets, use_env, &mut |_| Ok(()))
+}
+
+/// [`prepare_spec`] with `shape` applied to the resolved spec before it is hashed and compiled
+/// (the daily loop's partition options, see [`daily::shape_spec`]).
+pub fn prepare_spec_shaped(
+    path: &Path,
+    sets: &[String],
+    use_env: bool,
+    shape: &mut dyn FnMut(&mut Experiment) -> Result<()>,
+) -> Result<Prepared> {
     let opts = ResolveOptions {
         sets: sets.to_vec(),
         use_env,
@@ -87,7 +111,8 @@ pub fn prepare_spec(path: &Path, sets: &[String], use_env: bool) -> Result<Prepa
             lines.join("\n")
         )));
     }
-    let resolved = resolve(path, &opts)?;
+    let mut resolved = resolve(path, &opts)?;
+    shape(&mut resolved.spec)?;
     let hash = spec_hash(&resolved.spec);
     let spec_text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let source = PlanSource {
@@ -143,6 +168,25 @@ pub fn prepare(input: &Path, sets: &[String], use_env: bool) -> Result<Prepared>
     }
 }
 
+/// Prepare `input` for `req`: a spec with the request's partition options applied, or a
+/// saved plan (which takes no partition options).
+pub fn prepare_for(req: &ApplyRequest, input: &Path) -> Result<Prepared> {
+    if !req.partition.is_set() {
+        return prepare(input, &req.sets, req.use_env);
+    }
+    if is_plan_path(input) {
+        return Err(Error::Run(
+            "--partition/--from/--to/--outcomes-from apply to a spec file, not a saved plan \
+             (make the plan with them instead)"
+                .into(),
+        ));
+    }
+    prepare_spec_shaped(input, &req.sets, req.use_env, &mut |spec| {
+        let name = req.run_name.clone().unwrap_or_else(|| plan::run_name(spec));
+        daily::shape_spec(spec, &req.partition, &req.runs_dir, &name)
+    })
+}
+
 /// Apply: see the module doc.
 pub fn apply(req: &ApplyRequest, registry: &Registry) -> Result<ApplyReport> {
     match &req.resume {
@@ -153,21 +197,27 @@ pub fn apply(req: &ApplyRequest, registry: &Registry) -> Result<ApplyReport> {
                     "nothing to apply: give a spec file or a plan (or --resume RUN_DIR)".into(),
                 )
             })?;
-            let prepared = prepare(input, &req.sets, req.use_env)?;
+            let prepared = prepare_for(req, input)?;
             start(req, prepared, registry)
         }
     }
 }
 
 /// Create a run directory for a prepared spec and run it.
-pub fn start(req: &ApplyRequest, p: Prepared, registry: &Registry) -> Result<ApplyReport> {
+pub fn start(req: &ApplyRequest, mut p: Prepared, registry: &Registry) -> Result<ApplyReport> {
     registry.check(&p.plan)?;
     let name = req
         .run_name
         .clone()
         .unwrap_or_else(|| p.plan.run_name.clone());
+    let connection = daily::connect(&mut p.plan, &p.spec, &req.partition, &req.runs_dir, &name)?;
+    let cache = match super::cache::before_start(req, &name, &p, connection.as_ref())? {
+        Ok(cache) => cache,
+        Err(up_to_date) => return Ok(up_to_date),
+    };
     let run = RunDir::create(&req.runs_dir, &name, &p.spec_hash, chrono::Utc::now())?;
     let _lock = RunLock::acquire(run.path())?;
+    daily::install(&run, &p.spec, &p.plan, connection.as_ref())?;
     atomic::write_text(&run.spec(), &p.spec_text)?;
     atomic::write_text(&run.resolved(), &resolved_yaml(&p.spec)?)?;
     atomic::write_json(&run.plan(), &p.plan)?;
@@ -185,7 +235,7 @@ pub fn start(req: &ApplyRequest, p: Prepared, registry: &Registry) -> Result<App
             "resumed": false,
         }),
     )?;
-    let summary = execute::execute(
+    let summary = execute::execute_with(
         &run,
         &p.spec,
         &p.plan,
@@ -193,18 +243,29 @@ pub fn start(req: &ApplyRequest, p: Prepared, registry: &Registry) -> Result<App
         &mut state,
         &mut events,
         req.progress,
+        Some(&cache),
     )?;
+    let (skipped_partitions, pending) = daily::skipped_and_pending(&p.plan);
     Ok(ApplyReport {
         run_dir: run.path().to_path_buf(),
         resumed: false,
         summary,
         warnings: p.warnings,
+        skipped_partitions,
+        pending,
     })
 }
 
 /// Continue a run directory. Its own `spec.resolved.yaml` and `plan.json` are what runs; a spec
 /// or plan given as well must resolve to the same hash, else the resume is refused.
 fn resume(req: &ApplyRequest, dir: &Path, registry: &Registry) -> Result<ApplyReport> {
+    if req.partition.is_set() {
+        return Err(Error::Run(
+            "--resume continues a run with its own partitions; drop --partition/--from/--to/\
+             --outcomes-from"
+                .into(),
+        ));
+    }
     let run = RunDir::open(dir)?;
     let _lock = RunLock::acquire(run.path())?;
     let mut state = RunState::load(&run.state())?;
@@ -267,11 +328,14 @@ fn resume(req: &ApplyRequest, dir: &Path, registry: &Registry) -> Result<ApplyRe
         &mut events,
         req.progress,
     )?;
+    let (skipped_partitions, pending) = daily::skipped_and_pending(&plan);
     Ok(ApplyReport {
         run_dir: run.path().to_path_buf(),
         resumed: true,
         summary,
         warnings,
+        skipped_partitions,
+        pending,
     })
 }
 

@@ -35,13 +35,7 @@ impl RunLock {
         let got =
             fs4::fs_std::FileExt::try_lock_exclusive(&file).map_err(|e| Error::io(&path, e))?;
         if !got {
-            let holder = read_pid(&mut file)
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "unknown".to_string());
-            return Err(Error::Run(format!(
-                "run directory {} is locked by PID {holder} (another `runner apply` is using it)",
-                dir.display()
-            )));
+            return Err(Error::Run(locked_message(dir, read_pid(&mut file))));
         }
         write_pid(&mut file, std::process::id()).map_err(|e| Error::io(&path, e))?;
         Ok(RunLock { file, path })
@@ -57,6 +51,25 @@ impl Drop for RunLock {
     fn drop(&mut self) {
         // Closing the file releases the lock too; unlocking first makes it immediate.
         let _ = fs4::fs_std::FileExt::unlock(&self.file);
+    }
+}
+
+/// What to tell the user when `dir` is locked by `holder`: who holds it and what to do.
+fn locked_message(dir: &Path, holder: Option<u32>) -> String {
+    match holder {
+        Some(pid) => format!(
+            "run directory {} is locked by PID {pid} (another `runner apply` is using it); wait \
+             for it to finish, or stop it (`kill {pid}`) and run `runner apply --resume {}` \
+             again: the lock is released as soon as that process exits",
+            dir.display(),
+            dir.display()
+        ),
+        None => format!(
+            "run directory {} is locked by another process (its PID is not recorded in {}); \
+             wait for it to finish, or stop it and resume again",
+            dir.display(),
+            dir.join(LOCK_FILE).display()
+        ),
     }
 }
 
@@ -78,4 +91,32 @@ fn write_pid(file: &mut File, pid: u32) -> std::io::Result<()> {
     file.seek(SeekFrom::Start(0))?;
     writeln!(file, "{pid}")?;
     file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_is_told_the_pid_and_what_to_do() {
+        let d = tempfile::tempdir().unwrap();
+        let first = RunLock::acquire(d.path()).unwrap();
+        let pid = std::process::id();
+        let err = RunLock::acquire(d.path()).unwrap_err().to_string();
+        assert!(err.contains(&format!("locked by PID {pid}")), "{err}");
+        assert!(err.contains(&format!("kill {pid}")), "{err}");
+        assert!(err.contains("--resume"), "{err}");
+        drop(first);
+        // Released: the next one takes it, over the PID left in the file.
+        assert_eq!(holder_pid(d.path()), Some(pid));
+        let _again = RunLock::acquire(d.path()).unwrap();
+    }
+
+    #[test]
+    fn stale_pid_without_a_lock_is_taken_over() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(LOCK_FILE), "999999999\n").unwrap();
+        let _l = RunLock::acquire(d.path()).unwrap();
+        assert_eq!(holder_pid(d.path()), Some(std::process::id()));
+    }
 }

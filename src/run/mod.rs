@@ -5,11 +5,13 @@
 
 pub mod apply;
 pub mod atomic;
+pub mod cache;
 pub mod dir;
 pub mod events;
 pub mod execute;
 pub mod lock;
 pub mod state;
+pub mod summary;
 
 pub use apply::{apply, ApplyReport, ApplyRequest};
 pub use dir::{run_id, safe_name, RunDir};

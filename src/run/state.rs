@@ -1,10 +1,16 @@
 //! `state.json`: which stage instances of the plan have completed, with their outputs. It is
 //! the only thing `--resume` trusts; it is rewritten atomically after every stage instance.
+//!
+//! Each completed instance may also have a cache record (`cache.<instance id>`, see
+//! [`super::cache`]): its cache key, what the key was made of, and where a cached instance was
+//! copied from. State files written before caching have none and load unchanged.
 
 use super::atomic;
+use super::cache::CacheRecord;
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Version of the `state.json` format; bumped on incompatible changes.
@@ -29,6 +35,10 @@ pub struct RunState {
     /// The last failure, if the last attempt stopped on one (cleared when a stage completes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<StageFailure>,
+    /// Cache records of completed instances, by instance id (absent in state files written
+    /// before caching).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cache: BTreeMap<String, CacheRecord>,
 }
 
 /// A completed stage instance.
@@ -67,6 +77,7 @@ impl RunState {
             updated_at: now,
             completed: Vec::new(),
             last_error: None,
+            cache: BTreeMap::new(),
         }
     }
 
@@ -80,11 +91,23 @@ impl RunState {
         self.completed.iter().find(|r| r.id == id)
     }
 
-    /// Record a completed instance (replacing an earlier record of the same id).
+    /// Record a completed instance (replacing an earlier record of the same id, and dropping
+    /// its cache record: [`RunState::set_cache`] adds the new one).
     pub fn mark_completed(&mut self, record: StageRecord) {
         self.completed.retain(|r| r.id != record.id);
+        self.cache.remove(&record.id);
         self.completed.push(record);
         self.last_error = None;
+    }
+
+    /// The cache record of the completed instance `id`, if it has one.
+    pub fn cache_record(&self, id: &str) -> Option<&CacheRecord> {
+        self.cache.get(id)
+    }
+
+    /// Set the cache record of instance `id`.
+    pub fn set_cache(&mut self, id: &str, record: CacheRecord) {
+        self.cache.insert(id.to_string(), record);
     }
 
     /// Load `state.json`, refusing other format versions.

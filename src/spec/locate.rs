@@ -5,6 +5,11 @@
 //! (`train.learning_rate`, `rewards.2.kind`) to the positions of their keys and values.
 //! A [`Locator`] combines the source maps of an `extends` chain with the values that came from
 //! the environment or `--set`, so a value is reported where it was actually set.
+//!
+//! [`roots`] locates the files a spec names: they must lie inside the spec's project or an
+//! allowed root.
+
+pub mod roots;
 
 use std::collections::HashMap;
 use std::fmt;

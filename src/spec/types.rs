@@ -61,6 +61,9 @@ pub struct Experiment {
     pub schedule: Schedule,
     /// Expansion into several runs: a grid and/or zipped lists over any field path, times seeds.
     pub sweep: Sweep,
+    /// Cluster resources of one run (one sweep point = one Slurm array task with
+    /// `runner sweep --executor slurm`). Ignored when running locally.
+    pub resources: Resources,
 }
 
 impl Default for Experiment {
@@ -80,6 +83,7 @@ impl Default for Experiment {
             monitors: Vec::new(),
             schedule: Schedule::default(),
             sweep: Sweep::default(),
+            resources: Resources::default(),
         }
     }
 }
@@ -241,6 +245,22 @@ pub struct Data {
     pub task: TaskSpec,
     /// Data for the optional SFT warm-up stage (`train.sft`); `null` = `data.train`.
     pub sft: Option<DataSource>,
+    /// What a malformed line of any data file (invalid JSON, a JSONL line that is not an
+    /// object, a CSV row that does not parse) does: `fail` (default) stops with the file and
+    /// line number; `skip` leaves the line out and prints each one skipped as
+    /// `FILE:LINE: reason`.
+    pub on_bad_line: OnBadLine,
+}
+
+/// Handling of malformed data lines (`data.on_bad_line`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBadLine {
+    /// Stop with an error naming the file and line.
+    #[default]
+    Fail,
+    /// Leave the line out, with a warning naming the file and line.
+    Skip,
 }
 
 /// One data file (or a `{date}` pattern of files).
@@ -1541,6 +1561,37 @@ impl Sweep {
 }
 
 // ---------------------------------------------------------------------------------------------
+// resources
+// ---------------------------------------------------------------------------------------------
+
+/// Scheduler resources of one run (each sweep point's Slurm array task gets these).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Resources {
+    /// GPUs per run (`#SBATCH --gres=gpu:N`); `null` = none requested.
+    #[schemars(range(min = 1))]
+    pub gpus: Option<u32>,
+    /// CPU cores per run (`#SBATCH --cpus-per-task`); also the run's `model.threads` when that
+    /// is not set. `null` = the scheduler's default.
+    #[schemars(range(min = 1))]
+    pub cpus: Option<u32>,
+    /// Memory per run (`#SBATCH --mem`), a number with an optional unit `K`, `M`, `G` or `T`
+    /// (`16G`); `null` = the scheduler's default.
+    #[schemars(pattern(r"^[0-9]+[KMGT]?$"))]
+    pub memory: Option<String>,
+    /// Wall-clock limit per run (`#SBATCH --time`) in a Slurm time format: `minutes`,
+    /// `HH:MM:SS`, `D-HH:MM:SS` (`02:00:00`); `null` = the partition's limit.
+    #[schemars(pattern(r"^([0-9]+-)?[0-9]+(:[0-9]{2}){0,2}$"))]
+    pub time: Option<String>,
+    /// Slurm partition (`#SBATCH --partition`); `null` = the cluster's default.
+    #[schemars(pattern(r"^[A-Za-z0-9_.,-]+$"))]
+    pub partition: Option<String>,
+    /// Slurm account to charge (`#SBATCH --account`); `null` = the user's default.
+    #[schemars(pattern(r"^[A-Za-z0-9_.-]+$"))]
+    pub account: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
 // Derived values
 // ---------------------------------------------------------------------------------------------
 
@@ -1575,6 +1626,22 @@ impl Experiment {
     /// the data size (use [`Experiment::lr_schedule_for`]).
     pub fn lr_schedule(&self) -> Option<LrSchedule> {
         self.total_train_steps().map(|t| self.lr_schedule_for(t))
+    }
+
+    /// The `eval.sets` that name a defined data source: `train` / `eval` without their data
+    /// section are dropped (validation warns that they are not evaluated); unknown names stay
+    /// (validation rejects them).
+    pub fn eval_sets(&self) -> Vec<&str> {
+        self.eval
+            .sets
+            .iter()
+            .map(String::as_str)
+            .filter(|s| match *s {
+                "train" => self.data.train.is_some(),
+                "eval" => self.data.eval.is_some(),
+                _ => true,
+            })
+            .collect()
     }
 
     /// The LR schedule over `total_steps` steps.

@@ -26,16 +26,19 @@
 use std::collections::BTreeMap;
 
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::data::order::mix;
 use crate::data::{sets, Record};
 use crate::rewards::quality::{score_quality, QualityOptions};
+use crate::rewards::set::RewardSet;
 use crate::rewards::set::Scored;
 use crate::rewards::{mean, Score};
+use crate::spec::SamplerParams;
 use crate::spec::{BestMode, Experiment, Reward};
-use crate::stages::artifacts::{relative, write_jsonl, ScoredRow};
-use crate::stages::generate::{length_stats, sample};
+use crate::stages::artifacts::{relative, write_jsonl, RolloutRow, ScoredRow};
+use crate::stages::generate::{length_stats, sample, GenStats};
 use crate::stages::policy::policy;
 use crate::stages::score::{reward_set, score_rows, scored_rows};
 use crate::stages::{Stage, StageContext, StageOutput};
@@ -61,6 +64,18 @@ pub const KNOWN_METRICS: &[&str] = &[
 
 /// The eval stage.
 pub struct EvalStage;
+
+/// One row of `eval_completions.jsonl`: a scored completion and the eval set it came from
+/// (`set` is absent in files written before it was recorded).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRow {
+    /// The eval set (`eval`, `train` or a `data.extra` name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<String>,
+    /// The scored completion.
+    #[serde(flatten)]
+    pub row: ScoredRow,
+}
 
 /// One metric, parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,7 +154,8 @@ fn parse_metric(spec: &Experiment, name: &str, g: usize) -> std::result::Result<
     ))
 }
 
-fn validity_reward(spec: &Experiment) -> std::result::Result<String, String> {
+/// The reward `validity` reads: the one named `validity`, else the spec's only `format` reward.
+pub fn validity_reward(spec: &Experiment) -> std::result::Result<String, String> {
     if spec.rewards.contains_key("validity") {
         return Ok("validity".into());
     }
@@ -167,7 +183,8 @@ pub fn pass_at_k(n: usize, c: usize, k: usize) -> f64 {
     1.0 - prod
 }
 
-fn passes(ok: f64) -> bool {
+/// Whether a reward score counts as a pass (1, up to rounding).
+pub fn passes(ok: f64) -> bool {
     ok >= 1.0 - 1e-9
 }
 
@@ -226,19 +243,14 @@ fn compute(
                         .collect::<Vec<_>>(),
                 )
             }),
-            Metric::LeakRate => {
-                let opts = QualityOptions::default();
-                mean(
-                    &idx.iter()
-                        .map(|&i| {
-                            let r = &rows[i].rollout;
-                            let leak = score_quality(&r.completion, Some(&r.prompt), &opts).leak
-                                || leak_patterns.iter().any(|p| p.is_match(&r.completion));
-                            f64::from(u8::from(leak))
-                        })
-                        .collect::<Vec<_>>(),
-                )
-            }
+            Metric::LeakRate => mean(
+                &idx.iter()
+                    .map(|&i| {
+                        let r = &rows[i].rollout;
+                        f64::from(u8::from(is_leak(&r.completion, &r.prompt, leak_patterns)))
+                    })
+                    .collect::<Vec<_>>(),
+            ),
             Metric::Distinct2 | Metric::SelfBleu => {
                 let per: Vec<f64> = groups
                     .values()
@@ -284,7 +296,24 @@ fn compute(
     out
 }
 
-fn leak_patterns(spec: &Experiment) -> Result<Vec<Regex>> {
+/// Whether a completion leaks the instructions: the quality reward's leak check with default
+/// options, or one of the spec's `leak_patterns`.
+pub fn is_leak(completion: &str, prompt: &str, patterns: &[Regex]) -> bool {
+    score_quality(completion, Some(prompt), &QualityOptions::default()).leak
+        || patterns.iter().any(|p| p.is_match(completion))
+}
+
+/// The names of the spec's `answer` rewards (what decides a pass for pass@k).
+pub fn answer_rewards(spec: &Experiment) -> Vec<String> {
+    spec.rewards
+        .iter()
+        .filter(|(_, r)| matches!(r, Reward::Answer(_)))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// The quality rewards' `leak_patterns`, compiled.
+pub fn leak_patterns(spec: &Experiment) -> Result<Vec<Regex>> {
     let mut out = Vec::new();
     for (name, r) in &spec.rewards {
         if let Reward::Quality(q) = r {
@@ -342,66 +371,153 @@ fn better(mode: BestMode, new: f64, old: f64) -> bool {
     }
 }
 
+/// What an eval of a spec computes and how it samples: the parsed `eval.metrics`, the leak
+/// patterns, the eval sampler, completions per prompt and the fixed sampling seed (the same for
+/// every eval of the spec, so evals at different steps, or of different checkpoints, see the
+/// same prompts with the same random streams).
+pub struct EvalSetup {
+    pub metrics: Vec<(String, Metric)>,
+    pub patterns: Vec<Regex>,
+    pub params: SamplerParams,
+    pub num_generations: usize,
+    pub seed: u64,
+}
+
+impl EvalSetup {
+    /// The setup of `spec` (errors name a bad metric or leak pattern).
+    pub fn new(spec: &Experiment) -> Result<EvalSetup> {
+        Ok(EvalSetup {
+            metrics: parse_metrics(spec)?,
+            patterns: leak_patterns(spec)?,
+            params: spec.generate.sampler(spec.eval.profile.as_deref())?,
+            num_generations: spec.eval.num_generations,
+            seed: mix(spec.seed, 0x6576_616c),
+        })
+    }
+}
+
+/// The prompts eval uses from a set's records: the first `eval.max_examples` (all without it).
+pub fn chosen_records<'a>(spec: &Experiment, records: &'a [Record]) -> Vec<&'a Record> {
+    let n = spec
+        .eval
+        .max_examples
+        .map_or(records.len(), |m| m.min(records.len()));
+    records.iter().take(n).collect()
+}
+
+/// One evaluated set.
+pub struct SetResult {
+    /// The set's name.
+    pub set: String,
+    /// Its metrics (flat names; per task `<metric>/<task>` with `eval.by_task`).
+    pub metrics: Map<String, Value>,
+    /// Its scored completions.
+    pub rows: Vec<EvalRow>,
+    /// `{"metrics", "prompts", "completions", "generation"}` as in `eval.json`'s `sets`.
+    pub summary: Value,
+}
+
+/// Score the completions sampled for `set` (`prompts` prompts, generation figures `stats`) with
+/// `rset` and compute the setup's metrics over them.
+pub fn score_set(
+    spec: &Experiment,
+    setup: &EvalSetup,
+    rset: &RewardSet,
+    set: &str,
+    rows: Vec<RolloutRow>,
+    stats: &GenStats,
+    prompts: usize,
+) -> Result<SetResult> {
+    let scored = score_rows(rset, &rows)?;
+    let lengths = length_stats(&rows, stats.seconds);
+    let rows = scored_rows(rows, &scored);
+    let idx: Vec<usize> = (0..rows.len()).collect();
+    let mut m = compute(spec, &setup.metrics, &rows, &scored, &idx, &setup.patterns);
+    if spec.eval.by_task {
+        let mut tasks: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            if let Some(t) = &r.rollout.task {
+                tasks.entry(t.clone()).or_default().push(i);
+            }
+        }
+        for (t, ti) in tasks {
+            for (k, v) in compute(spec, &setup.metrics, &rows, &scored, &ti, &setup.patterns) {
+                m.insert(format!("{k}/{t}"), v);
+            }
+        }
+    }
+    let summary = json!({"metrics": m, "prompts": prompts, "completions": rows.len(),
+                         "generation": lengths.to_json()});
+    let rows = rows
+        .into_iter()
+        .map(|row| EvalRow {
+            set: Some(set.to_string()),
+            row,
+        })
+        .collect();
+    Ok(SetResult {
+        set: set.to_string(),
+        metrics: m,
+        rows,
+        summary,
+    })
+}
+
+/// The flat metrics of several sets (the first set's names plain, the others' prefixed
+/// `<set>/`) and the per-set summaries.
+pub fn merge_sets(results: &[SetResult]) -> (Map<String, Value>, Map<String, Value>) {
+    let mut flat = Map::new();
+    let mut per_set = Map::new();
+    for (si, r) in results.iter().enumerate() {
+        let prefix = if si == 0 {
+            String::new()
+        } else {
+            format!("{}/", r.set)
+        };
+        for (k, v) in &r.metrics {
+            flat.insert(format!("{prefix}{k}"), v.clone());
+        }
+        per_set.insert(r.set.clone(), r.summary.clone());
+    }
+    (flat, per_set)
+}
+
 impl Stage for EvalStage {
     fn run(&self, ctx: &mut StageContext<'_>) -> Result<StageOutput> {
         let spec = ctx.spec;
         let id = ctx.instance.id.clone();
-        let metrics = parse_metrics(spec)?;
+        let setup = EvalSetup::new(spec)?;
         check_keep_best(spec)?;
-        let patterns = leak_patterns(spec)?;
-        let params = spec.generate.sampler(spec.eval.profile.as_deref())?;
-        let g = spec.eval.num_generations;
-        let seed = mix(spec.seed, 0x6576_616c);
         let date = ctx.instance.date.clone();
-        let mut flat = Map::new();
-        let mut per_set = Map::new();
-        let mut all_rows: Vec<ScoredRow> = Vec::new();
-        for (si, set) in spec.eval.sets.iter().enumerate() {
+        let mut results = Vec::new();
+        for set in spec.eval_sets() {
             let records = sets::cached(ctx.resources, spec, set, date.as_deref())?;
-            let n = spec
-                .eval
-                .max_examples
-                .map_or(records.len(), |m| m.min(records.len()));
-            let chosen: Vec<&Record> = records.iter().take(n).collect();
+            let chosen = chosen_records(spec, &records);
             let (rows, stats) = {
                 let p = policy(ctx)?;
-                sample(p, spec, &chosen, g, &params, seed)?
+                sample(
+                    p,
+                    spec,
+                    &chosen,
+                    setup.num_generations,
+                    &setup.params,
+                    setup.seed,
+                )?
             };
             let rset = reward_set(ctx)?;
-            let scored = score_rows(rset, &rows)?;
-            let rows = scored_rows(rows, &scored);
-            let idx: Vec<usize> = (0..rows.len()).collect();
-            let mut m = compute(spec, &metrics, &rows, &scored, &idx, &patterns);
-            if spec.eval.by_task {
-                let mut tasks: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-                for (i, r) in rows.iter().enumerate() {
-                    if let Some(t) = &r.rollout.task {
-                        tasks.entry(t.clone()).or_default().push(i);
-                    }
-                }
-                for (t, ti) in tasks {
-                    for (k, v) in compute(spec, &metrics, &rows, &scored, &ti, &patterns) {
-                        m.insert(format!("{k}/{t}"), v);
-                    }
-                }
-            }
-            let prefix = if si == 0 {
-                String::new()
-            } else {
-                format!("{set}/")
-            };
-            for (k, v) in &m {
-                flat.insert(format!("{prefix}{k}"), v.clone());
-            }
-            let plain: Vec<_> = rows.iter().map(|r| r.rollout.clone()).collect();
-            let lengths = length_stats(&plain, stats.seconds);
-            per_set.insert(
-                set.clone(),
-                json!({"metrics": m, "prompts": n, "completions": rows.len(),
-                       "generation": lengths.to_json()}),
-            );
-            all_rows.extend(rows);
+            results.push(score_set(
+                spec,
+                &setup,
+                rset,
+                set,
+                rows,
+                &stats,
+                chosen.len(),
+            )?);
         }
+        let (flat, per_set) = merge_sets(&results);
+        let all_rows: Vec<&EvalRow> = results.iter().flat_map(|r| &r.rows).collect();
+        let seed = setup.seed;
         let dir = ctx.run_dir.stage_dir(&id)?;
         let comp = dir.join(COMPLETIONS_FILE);
         write_jsonl(&comp, &all_rows)?;

@@ -20,6 +20,9 @@ use crate::stages::policy::{chat_prompt_ids, policy, Policy};
 use crate::stages::{Stage, StageContext, StageOutput};
 use crate::{Error, Result};
 
+pub mod profiles;
+pub mod retries;
+
 /// File name of the rollouts artifact.
 pub const ROLLOUTS_FILE: &str = "rollouts.jsonl";
 
@@ -183,10 +186,19 @@ impl Stage for GenerateStage {
             }
         };
         let chosen: Vec<&Record> = picked.iter().map(|&i| &records[i]).collect();
-        let params = spec.generate.sampler(None)?;
+        let choice = match &date {
+            Some(d) => profiles::choose(ctx, d)?,
+            None => profiles::Choice::fixed(spec.generate.profile.clone()),
+        };
+        let params = spec.generate.sampler(choice.profile.as_deref())?;
         let g = spec.generate.num_generations;
+        let retry_set = retries::retry_set(ctx)?;
         let p = policy(ctx)?;
-        let (rows, stats) = sample(p, spec, &chosen, g, &params, seed)?;
+        let (mut rows, stats) = sample(p, spec, &chosen, g, &params, seed)?;
+        let retried = match &retry_set {
+            Some(set) => retries::retry_failures(p, spec, set, &chosen, &mut rows, &params, seed)?,
+            None => retries::RetryCounts::default(),
+        };
         let dir = ctx.run_dir.stage_dir(&inst.id)?;
         let path = dir.join(ROLLOUTS_FILE);
         write_jsonl(&path, &rows)?;
@@ -194,8 +206,31 @@ impl Stage for GenerateStage {
         out["rollouts"] = json!(relative(ctx.run_dir, &path));
         out["prompts"] = json!(chosen.len());
         out["record_ids"] = json!(chosen.iter().map(|r| r.id.as_str()).collect::<Vec<_>>());
-        ctx.events
-            .emit(Some(&inst.id), "generated", stats.to_json())?;
+        out["profile"] = json!(choice.profile);
+        out["profile_reason"] = json!(choice.reason);
+        out["temperature"] = json!(params.temperature);
+        if retry_set.is_some() {
+            out["retries"] = json!(retried);
+        }
+        ctx.events.emit(Some(&inst.id), "generated", out.clone())?;
+        if let Some(d) = &date {
+            let generated_only = match &ctx.plan.loop_ {
+                crate::plan::LoopPlan::Partitions { rounds, .. } => rounds
+                    .iter()
+                    .find(|r| &r.date == d)
+                    .is_none_or(|r| r.score.is_empty()),
+                crate::plan::LoopPlan::Steps { .. } => false,
+            };
+            let n_rows = rows.len();
+            crate::run::summary::update_row(ctx.run_dir.path(), d, |row| {
+                row.headlines = chosen.len();
+                row.rollouts = n_rows;
+                row.sampler = choice.profile.clone();
+                if generated_only {
+                    row.status = "done".into();
+                }
+            })?;
+        }
         Ok(StageOutput { outputs: out })
     }
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
+use crate::plan::partitions::Lineage;
 use crate::rewards::judge_client::{JudgeBackend, LocalJudge};
 use crate::rewards::set::{RewardContext, RewardSet, ScoreInput, Scored};
 use crate::rewards::{RewardStats, Score};
@@ -200,8 +201,7 @@ fn paired_rows(ctx: &StageContext<'_>) -> Result<(Vec<RolloutRow>, Vec<Option<Va
     let mut outcomes = Vec::new();
     let mut offset = 0usize;
     for pair in &ctx.instance.pairs {
-        let gen_id = format!("{}/generate", pair.predictions_from);
-        let path = input_path(ctx.run_dir, ctx.state, &gen_id, "rollouts")?;
+        let path = predictions_path(ctx, &pair.predictions_from)?;
         let pred: Vec<RolloutRow> = read_jsonl(&path)?;
         let opath = src.path.replace("{date}", &pair.outcomes_from);
         let raw = crate::data::read::read_raw(std::path::Path::new(&opath), src.format)?;
@@ -226,6 +226,125 @@ fn paired_rows(ctx: &StageContext<'_>) -> Result<(Vec<RolloutRow>, Vec<Option<Va
         offset += groups;
     }
     Ok((rows, outcomes))
+}
+
+/// The rollouts of `date`'s predictions: this run's generate instance of that date, else the
+/// copy imported from the previous run (see [`Lineage`]).
+fn predictions_path(ctx: &StageContext<'_>, date: &str) -> Result<std::path::PathBuf> {
+    let gen_id = format!("{date}/generate");
+    if ctx.state.record(&gen_id).is_some() {
+        return input_path(ctx.run_dir, ctx.state, &gen_id, "rollouts");
+    }
+    let lineage = Lineage::load(ctx.run_dir.path())?;
+    match lineage.imported_predictions.get(date) {
+        Some(rel) => Ok(ctx.run_dir.path().join(rel)),
+        None => Err(Error::Run(format!(
+            "{}: the predictions of {date} are neither generated in this run nor imported from \
+             an earlier run of it (run that date first, or widen --from)",
+            ctx.instance.id
+        ))),
+    }
+}
+
+/// The per-partition summary figures of scored rows: validity (every format/json reward
+/// passed, i.e. ≥ 1 − 1e-9), composite (mean total reward), trade-thinking (mean of the
+/// keywords rewards), paragraph quality (mean of the quality rewards), leak rate (the quality
+/// reward's leak check plus the spec's `leak_patterns`) and mean words.
+pub fn summary_figures(
+    spec: &Experiment,
+    rows: &[ScoredRow],
+) -> Result<crate::run::summary::PartitionSummary> {
+    use crate::rewards::quality::{score_quality, QualityOptions};
+    let names_of = |pred: fn(&Reward) -> bool| -> Vec<&String> {
+        spec.rewards
+            .iter()
+            .filter(|(_, r)| pred(r))
+            .map(|(k, _)| k)
+            .collect()
+    };
+    let validity_names = names_of(|r| matches!(r, Reward::Format(_) | Reward::Json(_)));
+    let keyword_names = names_of(|r| matches!(r, Reward::Keywords(_)));
+    let quality_names = names_of(|r| matches!(r, Reward::Quality(_)));
+    let mut patterns = Vec::new();
+    for (name, r) in &spec.rewards {
+        if let Reward::Quality(q) = r {
+            for p in &q.leak_patterns {
+                patterns.push(regex::Regex::new(p).map_err(|e| {
+                    Error::Spec(format!("rewards.{name}.leak_patterns: {p:?}: {e}"))
+                })?);
+            }
+        }
+    }
+    let mean_of = |names: &[&String]| -> Option<f64> {
+        let v: Vec<f64> = rows
+            .iter()
+            .flat_map(|r| {
+                names
+                    .iter()
+                    .filter_map(|n| r.rewards.get(*n).copied().flatten())
+            })
+            .collect();
+        mean(&v)
+    };
+    let validity = if validity_names.is_empty() {
+        None
+    } else {
+        let v: Vec<f64> = rows
+            .iter()
+            .filter_map(|r| {
+                let vals: Vec<Option<f64>> = validity_names
+                    .iter()
+                    .filter_map(|n| r.rewards.get(*n).copied())
+                    .collect();
+                if vals.is_empty() {
+                    return None;
+                }
+                let ok = vals.iter().all(|x| x.is_some_and(|x| x >= 1.0 - 1e-9));
+                Some(f64::from(u8::from(ok)))
+            })
+            .collect();
+        mean(&v)
+    };
+    let opts = QualityOptions::default();
+    let leaks: Vec<f64> = rows
+        .iter()
+        .map(|r| {
+            let c = &r.rollout.completion;
+            let leak = score_quality(c, Some(&r.rollout.prompt), &opts).leak
+                || patterns.iter().any(|p| p.is_match(c));
+            f64::from(u8::from(leak))
+        })
+        .collect();
+    let words: Vec<f64> = rows
+        .iter()
+        .map(|r| r.rollout.completion.split_whitespace().count() as f64)
+        .collect();
+    let totals: Vec<f64> = rows.iter().filter_map(|r| r.reward).collect();
+    Ok(crate::run::summary::PartitionSummary {
+        validity,
+        composite_reward: mean(&totals),
+        trade_thinking: if keyword_names.is_empty() {
+            None
+        } else {
+            mean_of(&keyword_names)
+        },
+        paragraph_quality: if quality_names.is_empty() {
+            None
+        } else {
+            mean_of(&quality_names)
+        },
+        leak_rate: mean(&leaks),
+        mean_words: mean(&words),
+        ..Default::default()
+    })
+}
+
+fn mean(xs: &[f64]) -> Option<f64> {
+    if xs.is_empty() {
+        None
+    } else {
+        Some(xs.iter().sum::<f64>() / xs.len() as f64)
+    }
 }
 
 impl Stage for ScoreStage {
@@ -257,7 +376,31 @@ impl Stage for ScoreStage {
         }
         let dir = ctx.run_dir.stage_dir(&id)?;
         let dest = dir.join(SCORED_FILE);
-        write_jsonl(&dest, &scored_rows(rows, &scored))?;
+        let rows = scored_rows(rows, &scored);
+        write_jsonl(&dest, &rows)?;
+        if let (Some(date), false) = (&ctx.instance.date, ctx.instance.pairs.is_empty()) {
+            let fig = summary_figures(ctx.spec, &rows)?;
+            let pairs: Vec<String> = ctx
+                .instance
+                .pairs
+                .iter()
+                .map(|p| format!("{}×{}", p.predictions_from, p.outcomes_from))
+                .collect();
+            let retries = scored.judge_retries;
+            crate::run::summary::update_row(ctx.run_dir.path(), date, |row| {
+                row.validity = fig.validity;
+                row.composite_reward = fig.composite_reward;
+                row.trade_thinking = fig.trade_thinking;
+                row.paragraph_quality = fig.paragraph_quality;
+                row.leak_rate = fig.leak_rate;
+                row.mean_words = fig.mean_words;
+                row.judge_retries = retries;
+                row.scored_pairs = pairs;
+            })?;
+            out.insert("validity".into(), json!(fig.validity));
+            out.insert("leak_rate".into(), json!(fig.leak_rate));
+            out.insert("mean_words".into(), json!(fig.mean_words));
+        }
         ctx.events
             .emit(Some(&id), "scored", Value::Object(out.clone()))?;
         out.insert("scored".into(), json!(relative(ctx.run_dir, &dest)));

@@ -35,6 +35,8 @@ use crate::train::state::{self, Phase, TrainerState};
 use crate::train::{checkpoint, monitor};
 use crate::{Error, Result};
 
+pub mod partition;
+
 /// The key of the trainer's in-memory objects in [`crate::stages::Resources`].
 pub const RESOURCE_KEY: &str = "trainer";
 
@@ -495,10 +497,10 @@ fn loss_temperature(spec: &Experiment) -> Result<f64> {
 fn total_steps(ctx: &StageContext<'_>) -> Result<usize> {
     match &ctx.plan.loop_ {
         LoopPlan::Steps { total_steps, .. } => Ok(*total_steps),
-        LoopPlan::Partitions { .. } => Err(Error::Run(
-            "the train stage of the daily loop (schedule.mode: partitions) is not implemented yet"
-                .into(),
-        )),
+        LoopPlan::Partitions { .. } => Err(Error::Run(format!(
+            "{}: a step-numbered train instance in a partitioned plan",
+            ctx.instance.id
+        ))),
     }
 }
 
@@ -517,16 +519,19 @@ fn output(metrics: &BTreeMap<String, f64>, step: usize, stop: Option<String>) ->
 impl Stage for TrainStage {
     fn run(&self, ctx: &mut StageContext<'_>) -> Result<StageOutput> {
         let started = Instant::now();
-        let s = ctx.instance.step.ok_or_else(|| {
-            Error::Run(
-                "the train stage of the daily loop (schedule.mode: partitions) is not implemented yet"
-                    .into(),
-            )
-        })?;
-        let total = total_steps(ctx)?;
+        let step = ctx.instance.step;
+        let date = ctx.instance.date.clone();
         let model: Arc<Model> = policy::policy(ctx)?.model.clone();
         let mut rt = runtime(ctx, &model)?;
-        let result = train_step(ctx, &model, &mut rt, s, total, started);
+        let result = match (step, date) {
+            (Some(s), _) => total_steps(ctx)
+                .and_then(|total| train_step(ctx, &model, &mut rt, s, total, started)),
+            (None, Some(d)) => partition::train_partition(ctx, &model, &mut rt, &d),
+            (None, None) => Err(Error::Run(format!(
+                "train instance {} has neither a step nor a partition date",
+                ctx.instance.id
+            ))),
+        };
         ctx.resources.insert(RESOURCE_KEY, rt);
         result
     }
@@ -592,6 +597,40 @@ fn train_step(
         lr,
         dropout_seed: dseed,
     };
+    let (m, stop) = step_core(ctx, model, rt, m, &samples, &cfg, &sched, s, started)?;
+    let done = s + 1;
+    if done == total {
+        let p = checkpoint::save_snapshot(run, "final")?;
+        ctx.events.emit(
+            Some(&ctx.instance.id),
+            "checkpoint_saved",
+            json!({"step": done, "path": rel(run, &p)}),
+        )?;
+    }
+    Ok(output(&m, done, stop))
+}
+
+/// One optimizer step `s` (0-based, global) on `samples` with the rollout metrics `m`: the
+/// update, its metrics, the monitors, the trainer state, the metrics row, the event and the
+/// numbered checkpoint. Returns the step's metrics and a stop message when a monitor fired
+/// with `action: stop`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn step_core(
+    ctx: &mut StageContext<'_>,
+    model: &Model,
+    rt: &mut Runtime,
+    mut m: BTreeMap<String, f64>,
+    samples: &[Sample],
+    cfg: &StepConfig,
+    sched: &LrSchedule,
+    s: usize,
+    started: Instant,
+) -> Result<(BTreeMap<String, f64>, Option<String>)> {
+    let spec = ctx.spec;
+    let run = ctx.run_dir;
+    let lr = cfg.lr;
+    let dseed = cfg.dropout_seed;
+    let sched = sched.clone();
     let t_opt = Instant::now();
     if samples.is_empty() {
         ctx.events.emit(
@@ -600,7 +639,7 @@ fn train_step(
             json!({"step": s + 1, "reason": "no completion has an advantage (every group filtered)"}),
         )?;
     } else {
-        let st = optimizer_step(model, &mut rt.opt, &samples, &cfg)?;
+        let st = optimizer_step(model, &mut rt.opt, samples, cfg)?;
         m.insert("loss".into(), st.loss);
         m.insert("grad_norm".into(), st.grad_norm);
         if let Some(kl) = st.kl {
@@ -650,14 +689,6 @@ fn train_step(
             json!({"step": done, "path": rel(run, &p)}),
         )?;
     }
-    if done == total {
-        let p = checkpoint::save_snapshot(run, "final")?;
-        ctx.events.emit(
-            Some(&ctx.instance.id),
-            "checkpoint_saved",
-            json!({"step": done, "path": rel(run, &p)}),
-        )?;
-    }
     let mut stop = None;
     for t in fired {
         let kind = match t.action {
@@ -674,7 +705,7 @@ fn train_step(
             stop = Some(format!("{} (checkpoint {})", t.message, rel(run, &p)));
         }
     }
-    Ok(output(&m, done, stop))
+    Ok((m, stop))
 }
 
 fn rel(run: &crate::run::RunDir, p: &std::path::Path) -> String {

@@ -121,3 +121,43 @@ pub fn save_best(run: &RunDir, metric: &str, value: f64, step: usize) -> Result<
     state::update(run, |s| s.best = Some((metric.to_string(), value, step)))?;
     save_snapshot(run, "best")
 }
+
+/// Make the snapshot at `snapshot` (e.g. another run's `checkpoints/final_model/`) the trainer
+/// state of `run` (`<run>/trainer/`, which must not exist yet): verified, then copied (or
+/// hard-linked) into a temp directory renamed into place. Returns the state.
+pub fn adopt_snapshot(snapshot: &Path, run: &RunDir) -> Result<state::TrainerState> {
+    let st = state::read_verified(snapshot)?;
+    let dest = state::trainer_dir(run);
+    if dest.exists() {
+        return Err(Error::Run(format!(
+            "cannot start from {}: {} already has a trainer state",
+            snapshot.display(),
+            run.path().display()
+        )));
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-trainer-")
+        .tempdir_in(run.path())
+        .map_err(|e| Error::io(run.path(), e))?;
+    let mut names: Vec<&str> = st.files.keys().map(String::as_str).collect();
+    names.push(state::STATE_FILE);
+    for n in names {
+        link_or_copy(&snapshot.join(n), &tmp.path().join(n))?;
+    }
+    let tmp_path = tmp.keep();
+    std::fs::rename(&tmp_path, &dest).map_err(|e| Error::io(&tmp_path, e))?;
+    Ok(st)
+}
+
+/// Name of the dated snapshot of a partition: `final_model_YYYYMMDD`.
+pub fn dated_final(date: &str) -> String {
+    format!("{FINAL_MODEL}_{date}")
+}
+
+/// Name of the rolling snapshot of the daily loop (the latest partition's model).
+pub const FINAL_MODEL: &str = "final_model";
+
+/// `<run>/checkpoints/` of a run directory given by path.
+pub fn checkpoints_dir_of(run: &Path) -> PathBuf {
+    run.join(CHECKPOINTS_DIR)
+}

@@ -17,13 +17,12 @@
 //! [`grad_share`] measures each loss term's share of the gradient norm, so "λ is too weak" (or
 //! "this term has no gradient at all") is a measured statement.
 
-use std::collections::{HashMap, HashSet};
-
 use candle_core::{Tensor, Var};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::metrics::{self, Pooling};
 use crate::{Error, Result};
 
 fn check_rewards(rewards: &[f64], what: &str) -> Result<()> {
@@ -224,114 +223,30 @@ pub fn mean_pairwise(set: &[usize], dist: &dyn Fn(usize, usize) -> f64) -> f64 {
     }
 }
 
-fn ngrams<'a>(tokens: &'a [&'a str], n: usize) -> impl Iterator<Item = &'a [&'a str]> + 'a {
-    tokens.windows(n)
-}
-
-/// Distinct-n (Li et al. 2016): distinct n-grams / all n-grams over the texts pooled
-/// (whitespace tokens). 0 when the texts hold no n-gram at all (or n = 0).
+/// Distinct-n pooled over `texts` as the training objectives use it:
+/// [`crate::metrics::distinct_n`] with [`Pooling::Pooled`] (Python `str.split()` tokens), and
+/// 0 when there is nothing to tell apart (no text, n = 0, or no n-gram at all) — a set with no
+/// n-gram has no diversity to reward. Evaluation calls `crate::metrics`, where those are errors.
 pub fn distinct_n(texts: &[&str], n: usize) -> f64 {
-    if n == 0 {
-        return 0.0;
-    }
-    let toks: Vec<Vec<&str>> = texts
-        .iter()
-        .map(|t| t.split_whitespace().collect())
-        .collect();
-    let mut seen: HashSet<&[&str]> = HashSet::new();
-    let mut total = 0usize;
-    for t in &toks {
-        for g in ngrams(t, n) {
-            total += 1;
-            seen.insert(g);
-        }
-    }
-    if total == 0 {
-        0.0
-    } else {
-        seen.len() as f64 / total as f64
-    }
+    // Its only errors are the three "nothing to tell apart" cases above.
+    metrics::distinct_n(texts, n, Pooling::Pooled).unwrap_or(0.0)
 }
 
-fn counts<'a>(tokens: &'a [&'a str], n: usize) -> HashMap<&'a [&'a str], usize> {
-    let mut c = HashMap::new();
-    for g in ngrams(tokens, n) {
-        *c.entry(g).or_insert(0) += 1;
-    }
-    c
-}
-
-/// Sentence BLEU-4 of `hyp` against `refs` as NLTK's `sentence_bleu` computes it with uniform
-/// weights and `SmoothingFunction().method1` (ε = 0.1 added to zero-match precisions):
-/// clipped n-gram precisions (denominator at least 1), brevity penalty against the closest
-/// reference length (ties to the shorter), 0 when no unigram matches.
+/// NLTK's `sentence_bleu` (BLEU-4, uniform weights, `SmoothingFunction().method1`) of `hyp`
+/// against `refs`: [`crate::metrics::self_bleu::sentence_bleu`] with max order 4.
 pub fn sentence_bleu(refs: &[Vec<&str>], hyp: &[&str]) -> f64 {
-    let mut log_sum = 0.0;
-    for n in 1..=4 {
-        let hc = counts(hyp, n);
-        let mut max_ref: HashMap<&[&str], usize> = HashMap::new();
-        for r in refs {
-            for (g, c) in counts(r, n) {
-                let e = max_ref.entry(g).or_insert(0);
-                *e = (*e).max(c);
-            }
-        }
-        let num: usize = hc
-            .iter()
-            .map(|(g, &c)| c.min(max_ref.get(g).copied().unwrap_or(0)))
-            .sum();
-        let den = hc.values().sum::<usize>().max(1);
-        if n == 1 && num == 0 {
-            return 0.0;
-        }
-        let p = if num == 0 {
-            0.1 / den as f64
-        } else {
-            num as f64 / den as f64
-        };
-        log_sum += 0.25 * p.ln();
-    }
-    let c = hyp.len();
-    let Some(r) = refs
-        .iter()
-        .map(|r| r.len())
-        .min_by_key(|&l| (l.abs_diff(c), l))
-    else {
-        return 0.0;
-    };
-    let bp = if c > r {
-        1.0
-    } else if c == 0 {
-        0.0
-    } else {
-        (1.0 - r as f64 / c as f64).exp()
-    };
-    bp * log_sum.exp()
+    metrics::self_bleu::sentence_bleu(refs, hyp, 4)
 }
 
-/// 1 − mean self-BLEU: each text's [`sentence_bleu`] against all the others (whitespace
-/// tokens), averaged. In [0, 1]; 0 for fewer than 2 texts (nothing to differ from).
+/// 1 − Self-BLEU for the training objectives: 1 − [`crate::metrics::self_bleu_nltk`] (each
+/// text's NLTK BLEU-4 against all the others, `str.split()` tokens), in [0, 1]; 0 when there
+/// is nothing to compare (fewer than 2 texts, or every text empty).
 pub fn self_bleu_diversity(texts: &[&str]) -> f64 {
-    if texts.len() < 2 {
-        return 0.0;
+    match metrics::self_bleu_nltk(texts, 4) {
+        Ok(b) => 1.0 - b,
+        // Its only errors are the "nothing to compare" cases above.
+        Err(_) => 0.0,
     }
-    let toks: Vec<Vec<&str>> = texts
-        .iter()
-        .map(|t| t.split_whitespace().collect())
-        .collect();
-    let mean = (0..toks.len())
-        .map(|i| {
-            let refs: Vec<Vec<&str>> = toks
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, t)| t.clone())
-                .collect();
-            sentence_bleu(&refs, &toks[i])
-        })
-        .sum::<f64>()
-        / toks.len() as f64;
-    1.0 - mean
 }
 
 /// L2 norm of each term's own gradient with respect to `vars` (one backward per term; a term
@@ -366,6 +281,8 @@ pub fn grad_share(terms: &[(&str, &Tensor)], vars: &[Var]) -> Result<Vec<(String
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     fn close(a: f64, b: f64, what: &str) {

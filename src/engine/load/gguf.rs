@@ -29,7 +29,12 @@ pub fn read(path: &Path) -> crate::Result<GgufWeights> {
         .ok_or_else(|| {
             crate::Error::Model(format!("{}: no token_embd.weight tensor", path.display()))
         })?;
-    let vocab_size = embd.shape.dims()[0];
+    let vocab_size = *embd.shape.dims().first().ok_or_else(|| {
+        crate::Error::Model(format!(
+            "{}: token_embd.weight has no dimensions",
+            path.display()
+        ))
+    })?;
     let tied = !content.tensor_infos.contains_key("output.weight");
     let config = Config::from_gguf(&content, vocab_size, tied)?;
     let mut tensors = HashMap::new();

@@ -331,9 +331,12 @@ impl Model {
         let x = self.hidden(input_ids, Some(cache), None)?;
         let x = layers::last_position(&x)?;
         let x = ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
-        if x.dtype() == DType::F32 && x.device().is_cpu() {
-            // The frozen linear's small-row kernel streams the head once per step.
-            return Ok(ops::frozen_linear(&x, self.lm_head())?);
+        if x.device().is_cpu() {
+            // The frozen linear's small-row kernel streams the head (f32 or bf16) once per step.
+            return Ok(ops::frozen_linear(
+                &x.to_dtype(DType::F32)?,
+                self.lm_head(),
+            )?);
         }
         Ok(x.matmul(&self.lm_head().t()?)?.to_dtype(DType::F32)?)
     }
@@ -342,6 +345,13 @@ impl Model {
     pub fn forward_all_logits(&self, input_ids: &Tensor) -> crate::Result<Tensor> {
         let x = self.hidden(input_ids, None, None)?;
         let x = ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
+        if x.device().is_cpu() {
+            // As in `forward_logits`: the head in f32 arithmetic, whatever the weights' dtype.
+            return Ok(ops::frozen_linear(
+                &x.to_dtype(DType::F32)?,
+                self.lm_head(),
+            )?);
+        }
         Ok(x.broadcast_matmul(&self.lm_head().t()?)?
             .to_dtype(DType::F32)?)
     }

@@ -343,9 +343,30 @@ impl<T> Mat<'_, T> {
         }
     }
 
+    /// Whether `rows` rows of `cols` contiguous elements (row stride `rs`) stay inside `data`.
+    pub(crate) fn fits_rows(&self, rows: usize, cols: usize) -> bool {
+        self.cs == 1 && self.fits(rows, cols)
+    }
+
     /// Whether a `rows × cols` matrix with these strides stays inside `data`.
     fn fits(&self, rows: usize, cols: usize) -> bool {
         rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+}
+
+impl Mat<'_, half::bf16> {
+    /// The `rows × cols` matrix widened to row-major contiguous f32.
+    pub(crate) fn to_f32_rows(self, rows: usize, cols: usize) -> Result<Vec<f32>> {
+        if !self.fits(rows, cols) {
+            bail!("bf16 matrix: {rows}×{cols} does not fit its storage");
+        }
+        let mut out = Vec::with_capacity(rows * cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                out.push(self.data[r * self.rs + c * self.cs].to_f32());
+            }
+        }
+        Ok(out)
     }
 }
 

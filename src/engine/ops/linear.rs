@@ -3,13 +3,18 @@
 //! candle's matmul backward always computes both operand gradients; for a frozen `w: [out, in]`
 //! the weight gradient (`dyᵀ · x`, as many FLOPs as the forward) is thrown away. Here the
 //! backward is `dx = dy · w` and `w` gets no gradient.
+//!
+//! `w` may be bf16 with an f32 `x` (`model.dtype: bf16`): decode-sized inputs stream the bf16
+//! rows through the small-row kernel (half the bytes of f32); larger ones widen `w` to f32 once
+//! per call for gemm.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 use super::cpu::{mat, matmul, slice, Mat, Real, View};
 
-/// The fused op; `x: [..., in]` contiguous, `w: [out, in]` with any strides, same dtype.
+/// The fused op; `x: [..., in]` contiguous, `w: [out, in]` with any strides, same dtype as `x`
+/// or bf16 with an f32 `x`.
 pub(crate) struct FrozenLinear;
 
 const NAME: &str = "frozen-linear";
@@ -37,6 +42,46 @@ fn forward<T: Real>(x: &[T], w: Mat<'_, T>, m: usize, inp: usize, out: usize) ->
     Ok(y)
 }
 
+/// `x[m×in] · wᵀ` for bf16 `w`, computed in f32.
+fn forward_bf16(
+    x: &[f32],
+    w: Mat<'_, half::bf16>,
+    m: usize,
+    inp: usize,
+    out: usize,
+) -> Result<Vec<f32>> {
+    let mut y = vec![0f32; m * out];
+    if m <= super::small_m::MAX_M && w.cs == 1 && w.fits_rows(out, inp) {
+        let threads = candle_core::utils::get_num_threads();
+        super::small_m::matmul(
+            m,
+            out,
+            inp,
+            &mut y,
+            super::small_m::Rows {
+                data: x,
+                stride: inp,
+            },
+            super::small_m::Rows {
+                data: w.data,
+                stride: w.rs,
+            },
+            threads,
+        );
+        return Ok(y);
+    }
+    let wf = w.to_f32_rows(out, inp)?;
+    matmul(
+        m,
+        out,
+        inp,
+        &mut y,
+        Mat::rows(x, inp),
+        Mat::rows(&wf, inp).t(),
+    )?;
+    Ok(y)
+}
+
 /// `dy[m×out] · w`.
 fn backward<T: Real>(dy: &[T], w: Mat<'_, T>, m: usize, inp: usize, out: usize) -> Result<Vec<T>> {
     let mut dx = vec![T::zero(); m * inp];
@@ -58,6 +103,13 @@ impl CustomOp2 for FrozenLinear {
     ) -> Result<(CpuStorage, Shape)> {
         let (m, inp, out, shape) = geom(l1.shape(), l2.shape())?;
         let y = match s1.dtype() {
+            DType::F32 if s2.dtype() == DType::BF16 => CpuStorage::F32(forward_bf16(
+                slice(s1, l1, NAME)?,
+                mat(s2, l2, NAME)?,
+                m,
+                inp,
+                out,
+            )?),
             DType::F32 => CpuStorage::F32(forward::<f32>(
                 slice(s1, l1, NAME)?,
                 mat(s2, l2, NAME)?,
@@ -89,6 +141,8 @@ impl CustomOp2 for FrozenLinear {
         }
         let (m, inp, out, _) = geom(x.shape(), w.shape())?;
         let dy = dy.contiguous()?;
+        // A bf16 weight is widened once for the backward's gemm.
+        let w = &w.to_dtype(x.dtype())?;
         let (vw, vdy) = (View::of(w, NAME), View::of(&dy, NAME));
         let dx = match x.dtype() {
             DType::F32 => Tensor::from_vec(

@@ -127,7 +127,13 @@ pub fn frozen_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         return reference::frozen_linear(x, w);
     }
     let kt = kernel_dtype(x.dtype());
-    let y = prep(x, kt)?.apply_op2(&w.to_dtype(kt)?, linear::FrozenLinear)?;
+    // bf16 weights stay bf16: the kernel widens them as it reads (half the bytes per decode step).
+    let w = if w.dtype() == DType::BF16 && kt == DType::F32 {
+        w.clone()
+    } else {
+        w.to_dtype(kt)?
+    };
+    let y = prep(x, kt)?.apply_op2(&w, linear::FrozenLinear)?;
     y.to_dtype(x.dtype())
 }
 

@@ -5,7 +5,8 @@
 //! the read itself (77 % of a batch-8 decode step was spent there, BENCHMARKS.md). Here each
 //! pair of weight rows is streamed once from memory and dotted with every input row while the
 //! rows sit in L1, with AVX-512 or AVX2+FMA kernels chosen at run time and a portable
-//! fallback.
+//! fallback. Weights may be f32 or bf16 (`model.dtype: bf16`): bf16 rows are widened to f32 in
+//! registers, so a decode step reads half the bytes and computes in f32.
 
 use rayon::prelude::*;
 
@@ -16,22 +17,68 @@ pub(crate) const MAX_M: usize = 16;
 /// a 576-row projection across threads.
 const ROWS_PER_TASK: usize = 64;
 
-/// Row-major rows of `f32`: row `i` starts at `data[i · stride]`.
+/// Row-major rows: row `i` starts at `data[i · stride]`.
 #[derive(Clone, Copy)]
-pub(crate) struct Rows<'a> {
-    pub data: &'a [f32],
+pub(crate) struct Rows<'a, T = f32> {
+    pub data: &'a [T],
     pub stride: usize,
+}
+
+/// A weight element type with a kernel: f32, or bf16 widened to f32 as it is loaded.
+pub(crate) trait Weight: Copy + Send + Sync {
+    /// `out[jj·m + i] = x_i · w_jj` for `jj < rows` (see [`kernel`]).
+    #[allow(clippy::too_many_arguments)]
+    fn kernel(
+        m: usize,
+        k: usize,
+        x: &[f32],
+        xs: usize,
+        w: &[Self],
+        ws: usize,
+        rows: usize,
+        out: &mut [f32],
+    );
+}
+
+impl Weight for f32 {
+    fn kernel(
+        m: usize,
+        k: usize,
+        x: &[f32],
+        xs: usize,
+        w: &[f32],
+        ws: usize,
+        rows: usize,
+        out: &mut [f32],
+    ) {
+        kernel(m, k, x, xs, w, ws, rows, out)
+    }
+}
+
+impl Weight for half::bf16 {
+    fn kernel(
+        m: usize,
+        k: usize,
+        x: &[f32],
+        xs: usize,
+        w: &[half::bf16],
+        ws: usize,
+        rows: usize,
+        out: &mut [f32],
+    ) {
+        kernel_bf16(m, k, x, xs, w, ws, rows, out)
+    }
 }
 
 /// `dst[i·n + j] = Σ_k x_i[k] · w_j[k]` for `i < m`, `j < n`. The caller checked that the
 /// operands hold `m` rows of `x` and `n` rows of `w`, each `k` long, and `m ≤ MAX_M`.
-pub(crate) fn matmul(
+pub(crate) fn matmul<W: Weight>(
     m: usize,
     n: usize,
     k: usize,
     dst: &mut [f32],
     x: Rows<'_>,
-    w: Rows<'_>,
+    w: Rows<'_, W>,
     threads: usize,
 ) {
     let (xs, ws) = (x.stride, w.stride);
@@ -41,7 +88,7 @@ pub(crate) fn matmul(
     let task = |(c, chunk): (usize, &mut [f32])| {
         let j0 = c * ROWS_PER_TASK;
         let rows = chunk.len() / m;
-        kernel(m, k, x, xs, &w[j0 * ws..], ws, rows, chunk);
+        W::kernel(m, k, x, xs, &w[j0 * ws..], ws, rows, chunk);
     };
     if threads > 1 {
         tmp.par_chunks_mut(m * ROWS_PER_TASK)
@@ -73,13 +120,13 @@ fn kernel(
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (checked just above); bounds as in `portable`.
-            unsafe { x86::avx512(m, k, x, xs, w, ws, rows, out) };
+            unsafe { x86::avx512(m, k, x, xs, w.as_ptr(), ws, rows, out) };
             return;
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            unsafe { x86::avx2(m, k, x, xs, w, ws, rows, out) };
+            unsafe { x86::avx2(m, k, x, xs, w.as_ptr(), ws, rows, out) };
             return;
         }
     }
@@ -107,6 +154,56 @@ fn portable(
     }
 }
 
+/// [`kernel`] for bf16 weights.
+#[allow(clippy::too_many_arguments)]
+fn kernel_bf16(
+    m: usize,
+    k: usize,
+    x: &[f32],
+    xs: usize,
+    w: &[half::bf16],
+    ws: usize,
+    rows: usize,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F checked just above; bounds as in `portable_bf16`.
+            unsafe { x86::avx512_bf16(m, k, x, xs, w.as_ptr().cast(), ws, rows, out) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: AVX2 and FMA checked just above.
+            unsafe { x86::avx2_bf16(m, k, x, xs, w.as_ptr().cast(), ws, rows, out) };
+            return;
+        }
+    }
+    portable_bf16(m, k, x, xs, w, ws, rows, out);
+}
+
+/// The reference kernel for bf16 weights.
+#[allow(clippy::too_many_arguments)]
+fn portable_bf16(
+    m: usize,
+    k: usize,
+    x: &[f32],
+    xs: usize,
+    w: &[half::bf16],
+    ws: usize,
+    rows: usize,
+    out: &mut [f32],
+) {
+    for jj in 0..rows {
+        let wr = &w[jj * ws..jj * ws + k];
+        for i in 0..m {
+            let xr = &x[i * xs..i * xs + k];
+            out[jj * m + i] = xr.iter().zip(wr).map(|(a, b)| a * b.to_f32()).sum();
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -116,7 +213,7 @@ mod x86 {
     /// scalar tail for `k % $lanes`.
     macro_rules! simd_kernel {
         ($name:ident, $tile:ident, $feat:literal, $lanes:expr, $mt:expr, $vec:ty, $zero:ident,
-         $load:ident, $fma:ident, $hsum:ident) => {
+         $load:ident, $fma:ident, $hsum:ident, $welem:ty, $wload:ident, $wscalar:ident) => {
             /// Dot products of `MT` rows of `x` (from `xp`, stride `xs`) with the weight rows at
             /// `w0` and `w1`.
             #[target_feature(enable = $feat)]
@@ -124,16 +221,16 @@ mod x86 {
                 k: usize,
                 xp: *const f32,
                 xs: usize,
-                w0: *const f32,
-                w1: *const f32,
+                w0: *const $welem,
+                w1: *const $welem,
             ) -> ([f32; MT], [f32; MT]) {
                 let kv = k / $lanes * $lanes;
                 let mut acc0: [$vec; MT] = [$zero(); MT];
                 let mut acc1: [$vec; MT] = [$zero(); MT];
                 let mut kk = 0;
                 while kk < kv {
-                    let a = $load(w0.add(kk));
-                    let b = $load(w1.add(kk));
+                    let a = $wload(w0.add(kk));
+                    let b = $wload(w1.add(kk));
                     for t in 0..MT {
                         let v = $load(xp.add(t * xs + kk));
                         acc0[t] = $fma(v, a, acc0[t]);
@@ -148,8 +245,8 @@ mod x86 {
                     s0[t] = $hsum(acc0[t]);
                     s1[t] = $hsum(acc1[t]);
                     for q in kv..k {
-                        s0[t] += *xr.add(q) * *w0.add(q);
-                        s1[t] += *xr.add(q) * *w1.add(q);
+                        s0[t] += *xr.add(q) * $wscalar(*w0.add(q));
+                        s1[t] += *xr.add(q) * $wscalar(*w1.add(q));
                     }
                 }
                 (s0, s1)
@@ -162,13 +259,12 @@ mod x86 {
                 k: usize,
                 x: &[f32],
                 xs: usize,
-                w: &[f32],
+                wp: *const $welem,
                 ws: usize,
                 rows: usize,
                 out: &mut [f32],
             ) {
                 let xp = x.as_ptr();
-                let wp = w.as_ptr();
                 let mut jj = 0;
                 while jj < rows {
                     let pair = (rows - jj).min(2);
@@ -224,6 +320,30 @@ mod x86 {
         _mm512_loadu_ps(p)
     }
 
+    /// 8 bf16 values (raw bits) widened to f32: bf16 is the top half of an f32.
+    #[inline(always)]
+    unsafe fn load256_bf16(p: *const u16) -> __m256 {
+        let h = _mm_loadu_si128(p.cast());
+        _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+    }
+
+    /// 16 bf16 values widened to f32.
+    #[inline(always)]
+    unsafe fn load512_bf16(p: *const u16) -> __m512 {
+        let h = _mm256_loadu_si256(p.cast());
+        _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+    }
+
+    #[inline(always)]
+    fn f32_of(v: f32) -> f32 {
+        v
+    }
+
+    #[inline(always)]
+    fn f32_of_bf16(v: u16) -> f32 {
+        f32::from_bits(u32::from(v) << 16)
+    }
+
     // 2 × 4 accumulators + 3 operands fit AVX2's 16 registers; AVX-512 has 32, so 2 × 8.
     simd_kernel!(
         avx2,
@@ -235,7 +355,10 @@ mod x86 {
         _mm256_setzero_ps,
         load256,
         _mm256_fmadd_ps,
-        hsum256
+        hsum256,
+        f32,
+        load256,
+        f32_of
     );
     simd_kernel!(
         avx512,
@@ -247,7 +370,40 @@ mod x86 {
         _mm512_setzero_ps,
         load512,
         _mm512_fmadd_ps,
-        hsum512
+        hsum512,
+        f32,
+        load512,
+        f32_of
+    );
+    simd_kernel!(
+        avx2_bf16,
+        tile_avx2_bf16,
+        "avx2,fma",
+        8,
+        4,
+        __m256,
+        _mm256_setzero_ps,
+        load256,
+        _mm256_fmadd_ps,
+        hsum256,
+        u16,
+        load256_bf16,
+        f32_of_bf16
+    );
+    simd_kernel!(
+        avx512_bf16,
+        tile_avx512_bf16,
+        "avx512f",
+        16,
+        8,
+        __m512,
+        _mm512_setzero_ps,
+        load512,
+        _mm512_fmadd_ps,
+        hsum512,
+        u16,
+        load512_bf16,
+        f32_of_bf16
     );
 }
 
@@ -319,14 +475,82 @@ mod tests {
         {
             let mut got = vec![0f32; rows * m];
             // SAFETY: features checked above; operands sized as the kernel requires.
-            unsafe { x86::avx2(m, k, &x, k, &w, k, rows, &mut got) };
+            unsafe { x86::avx2(m, k, &x, k, w.as_ptr(), k, rows, &mut got) };
             check(&got);
         }
         if std::arch::is_x86_feature_detected!("avx512f") {
             let mut got = vec![0f32; rows * m];
             // SAFETY: as above.
-            unsafe { x86::avx512(m, k, &x, k, &w, k, rows, &mut got) };
+            unsafe { x86::avx512(m, k, &x, k, w.as_ptr(), k, rows, &mut got) };
             check(&got);
+        }
+    }
+
+    #[test]
+    fn bf16_weights_match_f32_weights_rounded_to_bf16() {
+        let (m, n, k) = (9, 37, 203);
+        let x = data(m * k, 5);
+        let wf = data(n * k, 6);
+        let wb: Vec<half::bf16> = wf.iter().map(|v| half::bf16::from_f32(*v)).collect();
+        let wr: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
+        let mut want = vec![0f32; m * n];
+        let mut got = vec![0f32; m * n];
+        let xr = Rows {
+            data: &x,
+            stride: k,
+        };
+        matmul(
+            m,
+            n,
+            k,
+            &mut want,
+            xr,
+            Rows {
+                data: &wr,
+                stride: k,
+            },
+            2,
+        );
+        matmul(
+            m,
+            n,
+            k,
+            &mut got,
+            xr,
+            Rows {
+                data: &wb,
+                stride: k,
+            },
+            2,
+        );
+        for (g, e) in got.iter().zip(&want) {
+            assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()), "{g} vs {e}");
+        }
+        // Each SIMD path against the portable one.
+        let mut port = vec![0f32; n * m];
+        portable_bf16(m, k, &x, k, &wb, k, n, &mut port);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let wp: *const u16 = wb.as_ptr().cast();
+            let check = |got: &[f32]| {
+                for (g, e) in got.iter().zip(&port) {
+                    assert!((g - e).abs() <= 1e-4 * (1.0 + e.abs()), "{g} vs {e}");
+                }
+            };
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                let mut g = vec![0f32; n * m];
+                // SAFETY: features checked above; operands sized as the kernel requires.
+                unsafe { x86::avx2_bf16(m, k, &x, k, wp, k, n, &mut g) };
+                check(&g);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                let mut g = vec![0f32; n * m];
+                // SAFETY: as above.
+                unsafe { x86::avx512_bf16(m, k, &x, k, wp, k, n, &mut g) };
+                check(&g);
+            }
         }
     }
 }
