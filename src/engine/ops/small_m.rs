@@ -133,14 +133,31 @@ fn kernel(
     portable(m, k, x, xs, w, ws, rows, out);
 }
 
+/// A weight element read as f32.
+trait Widen: Copy {
+    fn widen(self) -> f32;
+}
+
+impl Widen for f32 {
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl Widen for half::bf16 {
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+
 /// The reference kernel (any target): plain dot products the compiler may vectorise.
 #[allow(clippy::too_many_arguments)]
-fn portable(
+fn portable<W: Widen>(
     m: usize,
     k: usize,
     x: &[f32],
     xs: usize,
-    w: &[f32],
+    w: &[W],
     ws: usize,
     rows: usize,
     out: &mut [f32],
@@ -149,7 +166,7 @@ fn portable(
         let wr = &w[jj * ws..jj * ws + k];
         for i in 0..m {
             let xr = &x[i * xs..i * xs + k];
-            out[jj * m + i] = xr.iter().zip(wr).map(|(a, b)| a * b).sum();
+            out[jj * m + i] = xr.iter().zip(wr).map(|(a, b)| a * b.widen()).sum();
         }
     }
 }
@@ -169,7 +186,7 @@ fn kernel_bf16(
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512F checked just above; bounds as in `portable_bf16`.
+            // SAFETY: AVX-512F checked just above; bounds as in `portable`.
             unsafe { x86::avx512_bf16(m, k, x, xs, w.as_ptr().cast(), ws, rows, out) };
             return;
         }
@@ -180,28 +197,7 @@ fn kernel_bf16(
             return;
         }
     }
-    portable_bf16(m, k, x, xs, w, ws, rows, out);
-}
-
-/// The reference kernel for bf16 weights.
-#[allow(clippy::too_many_arguments)]
-fn portable_bf16(
-    m: usize,
-    k: usize,
-    x: &[f32],
-    xs: usize,
-    w: &[half::bf16],
-    ws: usize,
-    rows: usize,
-    out: &mut [f32],
-) {
-    for jj in 0..rows {
-        let wr = &w[jj * ws..jj * ws + k];
-        for i in 0..m {
-            let xr = &x[i * xs..i * xs + k];
-            out[jj * m + i] = xr.iter().zip(wr).map(|(a, b)| a * b.to_f32()).sum();
-        }
-    }
+    portable(m, k, x, xs, w, ws, rows, out);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -528,7 +524,7 @@ mod tests {
         }
         // Each SIMD path against the portable one.
         let mut port = vec![0f32; n * m];
-        portable_bf16(m, k, &x, k, &wb, k, n, &mut port);
+        portable(m, k, &x, k, &wb, k, n, &mut port);
         #[cfg(target_arch = "x86_64")]
         {
             let wp: *const u16 = wb.as_ptr().cast();
