@@ -86,7 +86,7 @@ fn lock_refuses_another_process() {
 fn state_round_trip_and_version_check() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
-    let mut st = RunState::new("20261122T001500Z-1a2b3c4d", "abc");
+    let mut st = RunState::new("20261122T001500000Z-1a2b3c4d", "abc");
     let now = chrono::Utc::now();
     st.mark_completed(StageRecord {
         id: "step-0000/generate".into(),
@@ -154,7 +154,7 @@ fn run_ids_and_names() {
         .with_timezone(&chrono::Utc);
     assert_eq!(
         runner::run::run_id(t, "1a2b3c4d5e6f"),
-        "20261122T001500Z-1a2b3c4d"
+        "20261122T001500000Z-1a2b3c4d"
     );
     assert_eq!(
         runner::run::safe_name("polychromic@lambda=1.0,seed=2"),
@@ -165,8 +165,8 @@ fn run_ids_and_names() {
     let dir = tempfile::tempdir().unwrap();
     let a = RunDir::create(dir.path(), "x", "1a2b3c4d", t).unwrap();
     let b = RunDir::create(dir.path(), "x", "1a2b3c4d", t).unwrap();
-    assert_eq!(a.id(), "20261122T001500Z-1a2b3c4d");
-    assert_eq!(b.id(), "20261122T001500Z-1a2b3c4d-2");
+    assert_eq!(a.id(), "20261122T001500000Z-1a2b3c4d");
+    assert_eq!(b.id(), "20261122T001500000Z-1a2b3c4d-2");
 }
 
 // ------------------------------------------------------------------------------------------

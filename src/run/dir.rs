@@ -21,7 +21,9 @@ pub struct RunDir {
     path: PathBuf,
 }
 
-/// The run id for a spec hash at time `now`: `YYYYMMDDTHHMMSSZ-<first 8 hex of the hash>`.
+/// The run id for a spec hash at time `now`: `YYYYMMDDTHHMMSSmmmZ-<first 8 hex of the hash>`.
+/// Milliseconds, so that ids sort in creation order even for runs of different specs started
+/// within one second (the daily loop and the cache look for the newest run by id).
 pub fn run_id(now: DateTime<Utc>, spec_hash: &str) -> String {
     let short: String = spec_hash
         .trim_start_matches("sha256:")
@@ -29,7 +31,7 @@ pub fn run_id(now: DateTime<Utc>, spec_hash: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .take(8)
         .collect();
-    format!("{}-{short}", now.format("%Y%m%dT%H%M%SZ"))
+    format!("{}-{short}", now.format("%Y%m%dT%H%M%S%3fZ"))
 }
 
 /// A run name made safe as one directory name: characters other than ASCII letters, digits and
