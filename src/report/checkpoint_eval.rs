@@ -20,18 +20,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::DType;
 use serde_json::{json, Map, Value};
 
-use crate::engine::load::{self, LoadOptions};
-use crate::engine::model::Model;
-use crate::engine::tokenizer::Tok;
 use crate::report::samples::{per_prompt, PromptRow};
-use crate::rewards::judge_client::{JudgeBackend, LocalJudge};
 use crate::rewards::semantic::Embedder;
-use crate::rewards::set::{RewardContext, RewardSet};
 use crate::run::atomic;
-use crate::spec::{Dtype, Experiment, Reward};
+use crate::spec::Experiment;
 use crate::stages::artifacts::write_jsonl;
 use crate::stages::eval::{
     chosen_records, merge_sets, score_set, EvalRow, EvalSetup, COMPLETIONS_FILE, EVAL_FILE,
@@ -151,22 +145,7 @@ pub fn resolve_checkpoint(arg: &str) -> Result<Checkpoint> {
 
 /// Load the spec's base model with a checkpoint's weights.
 pub fn load_checkpoint(spec: &Experiment, ck: &Checkpoint) -> Result<Policy> {
-    let m = &spec.model;
-    crate::engine::device::set_threads(m.threads);
-    let device_name = match m.device {
-        crate::spec::Device::Cpu => "cpu",
-        crate::spec::Device::Cuda => "cuda",
-        crate::spec::Device::Auto => "auto",
-    };
-    let opts = LoadOptions {
-        dtype: match m.dtype {
-            Dtype::F32 => DType::F32,
-            Dtype::Bf16 => DType::BF16,
-        },
-        device: crate::engine::device::device(device_name)?,
-        lora: None,
-    };
-    let loaded = load::load(&m.base, &opts)?;
+    let loaded = crate::stages::policy::load_base(spec)?;
     let mut model = loaded.model;
     match &ck.weights {
         Weights::Base => {}
@@ -183,27 +162,6 @@ pub fn load_checkpoint(spec: &Experiment, ck: &Checkpoint) -> Result<Policy> {
         model: Arc::new(model),
         tok: Arc::new(loaded.tokenizer),
     })
-}
-
-/// The reward set of `spec`; local judges without a model use `policy` (as the score stage).
-fn rewards_for(spec: &Experiment, policy: &Policy) -> Result<RewardSet> {
-    let mut local: Option<Arc<dyn JudgeBackend>> = None;
-    for r in spec.rewards.values() {
-        if let Reward::Judge(j) = r {
-            if j.endpoint.is_none() && local.is_none() {
-                local = Some(match &j.model {
-                    None => Arc::new(LocalJudge::new(policy.model.clone(), policy.tok.clone())),
-                    Some(name) => {
-                        let l = load::load(name, &LoadOptions::default())?;
-                        let model: Arc<Model> = Arc::new(l.model);
-                        let tok: Arc<Tok> = Arc::new(l.tokenizer);
-                        Arc::new(LocalJudge::new(model, tok))
-                    }
-                });
-            }
-        }
-    }
-    RewardSet::from_spec(spec, &RewardContext { local_judge: local })
 }
 
 /// Options of [`evaluate`].
@@ -245,7 +203,7 @@ pub fn evaluate(
 ) -> Result<Value> {
     let setup = EvalSetup::new(spec)?;
     let policy = load_checkpoint(spec, ck)?;
-    let rset = rewards_for(spec, &policy)?;
+    let rset = crate::stages::score::build_reward_set(spec, Some(&policy))?;
     let mut resources = Resources::default();
     let mut results = Vec::new();
     for set in spec.eval_sets() {

@@ -171,18 +171,6 @@ pub fn validity_reward(spec: &Experiment) -> std::result::Result<String, String>
     }
 }
 
-/// Unbiased pass@k from n samples with c correct: 1 − C(n−c, k)/C(n, k).
-pub fn pass_at_k(n: usize, c: usize, k: usize) -> f64 {
-    if n < k || n - c < k {
-        return if c > 0 { 1.0 } else { 0.0 };
-    }
-    let mut prod = 1.0;
-    for i in (n - c + 1)..=n {
-        prod *= 1.0 - k as f64 / i as f64;
-    }
-    1.0 - prod
-}
-
 /// Whether a reward score counts as a pass (1, up to rounding).
 pub fn passes(ok: f64) -> bool {
     ok >= 1.0 - 1e-9
@@ -285,7 +273,9 @@ fn compute(
                                 })
                             })
                             .count();
-                        pass_at_k(g.len(), c, *k)
+                        // k ≤ num_generations = g.len() (checked with the metric name); an
+                        // impossible input shows as NaN, never as a silent 0 or 1.
+                        crate::metrics::pass_at_k(g.len(), c, *k).unwrap_or(f64::NAN)
                     })
                     .collect();
                 mean(&per)
@@ -564,6 +554,10 @@ impl Stage for EvalStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pass_at_k(n: usize, c: usize, k: usize) -> f64 {
+        crate::metrics::pass_at_k(n, c, k).unwrap()
+    }
 
     #[test]
     fn pass_at_k_by_hand() {

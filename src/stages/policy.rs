@@ -47,8 +47,8 @@ pub fn policy<'a>(ctx: &'a mut StageContext<'_>) -> Result<&'a mut Policy> {
         .ok_or_else(|| Error::Run("the policy resource has an unexpected type".into()))
 }
 
-/// Load the policy of `spec` and restore the trainer state of `run` into it.
-pub fn load_policy(spec: &Experiment, run: &RunDir) -> Result<Policy> {
+/// The spec's base model and tokenizer (`model.base`, dtype, device, threads), no adapter.
+pub fn load_base(spec: &Experiment) -> Result<load::LoadedModel> {
     let m = &spec.model;
     crate::engine::device::set_threads(m.threads);
     let device_name = match m.device {
@@ -64,7 +64,13 @@ pub fn load_policy(spec: &Experiment, run: &RunDir) -> Result<Policy> {
         device: crate::engine::device::device(device_name)?,
         lora: None,
     };
-    let loaded = load::load(&m.base, &opts)?;
+    load::load(&m.base, &opts)
+}
+
+/// Load the policy of `spec` and restore the trainer state of `run` into it.
+pub fn load_policy(spec: &Experiment, run: &RunDir) -> Result<Policy> {
+    let m = &spec.model;
+    let loaded = load_base(spec)?;
     let mut model = loaded.model;
     match m.adapter.kind {
         AdapterKind::Lora => match &m.adapter.init_from {

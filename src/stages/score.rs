@@ -24,7 +24,7 @@ use crate::stages::artifacts::{
     input_path, read_jsonl, relative, sibling_id, write_jsonl, RolloutRow, ScoredRow,
 };
 use crate::stages::generate::length_stats;
-use crate::stages::policy::policy;
+use crate::stages::policy::{policy, Policy};
 use crate::stages::{Resources, Stage, StageContext, StageOutput};
 use crate::{Error, Result};
 
@@ -57,31 +57,46 @@ fn local_judge_model(spec: &Experiment) -> Result<Option<Option<String>>> {
     Ok(wanted)
 }
 
-/// The spec's reward set, built on first use.
+/// The spec's reward set. A local judge on the policy (`judge` without `endpoint` or `model`)
+/// uses `policy`, which must then be given; one with a `model` loads that model.
+pub fn build_reward_set(spec: &Experiment, policy: Option<&Policy>) -> Result<RewardSet> {
+    let local_judge: Option<Arc<dyn JudgeBackend>> = match local_judge_model(spec)? {
+        None => None,
+        Some(None) => {
+            let p = policy.ok_or_else(|| {
+                Error::Run("a local judge on the policy needs the policy loaded".into())
+            })?;
+            Some(Arc::new(LocalJudge::new(p.model.clone(), p.tok.clone())))
+        }
+        Some(Some(model)) => {
+            let loaded =
+                crate::engine::load::load(&model, &crate::engine::load::LoadOptions::default())?;
+            Some(Arc::new(LocalJudge::new(
+                Arc::new(loaded.model),
+                Arc::new(loaded.tokenizer),
+            )))
+        }
+    };
+    RewardSet::from_spec(spec, &RewardContext { local_judge })
+}
+
+/// The spec's reward set, built on first use (the policy is loaded only when a judge needs it).
 pub fn reward_set<'a>(ctx: &'a mut StageContext<'_>) -> Result<&'a RewardSet> {
     if ctx
         .resources
         .get_mut::<Arc<RewardSet>>(REWARDS_KEY)
         .is_none()
     {
-        let local_judge: Option<Arc<dyn JudgeBackend>> = match local_judge_model(ctx.spec)? {
-            None => None,
-            Some(None) => {
-                let p = policy(ctx)?;
-                Some(Arc::new(LocalJudge::new(p.model.clone(), p.tok.clone())))
-            }
-            Some(Some(model)) => {
-                let loaded = crate::engine::load::load(
-                    &model,
-                    &crate::engine::load::LoadOptions::default(),
-                )?;
-                Some(Arc::new(LocalJudge::new(
-                    Arc::new(loaded.model),
-                    Arc::new(loaded.tokenizer),
-                )))
-            }
+        let set = if local_judge_model(ctx.spec)? == Some(None) {
+            let p = policy(ctx)?;
+            let p = Policy {
+                model: p.model.clone(),
+                tok: p.tok.clone(),
+            };
+            build_reward_set(ctx.spec, Some(&p))?
+        } else {
+            build_reward_set(ctx.spec, None)?
         };
-        let set = RewardSet::from_spec(ctx.spec, &RewardContext { local_judge })?;
         ctx.resources.insert(REWARDS_KEY, Arc::new(set));
     }
     stored(ctx.resources)
