@@ -8,7 +8,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use runner::engine::model::Arch;
 use runner::run::apply::prepare_spec;
 use runner::run::cache::{CachePlan, Decision};
 use runner::run::{ApplyReport, ApplyRequest, RunState};
@@ -24,25 +23,11 @@ struct Setup {
 fn setup(checkpoint_every: bool) -> Setup {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().to_path_buf();
-    let m = root.join("model");
-    let cfg = common::tiny_config(Arch::Llama, true);
-    let w = common::random_weights(&cfg, 7);
-    common::write_hf_dir(&m, &cfg, &w);
-    common::write_tiny_tokenizer(&m);
-    let rows = |prefix: &str, n: usize| -> String {
-        (0..n)
-            .map(|i| {
-                format!(
-                    "{{\"id\": \"{prefix}-{i}\", \"question\": \"what is {i} + {i}?\", \"answer\": \"{}\"}}\n",
-                    2 * i
-                )
-            })
-            .collect()
-    };
+    let m = common::tiny_model_dir(&root, 7);
     let train = root.join("train.jsonl");
     let eval = root.join("eval.jsonl");
-    std::fs::write(&train, rows("t", 4)).unwrap();
-    std::fs::write(&eval, rows("e", 2)).unwrap();
+    std::fs::write(&train, common::arithmetic_rows("t", 4)).unwrap();
+    std::fs::write(&eval, common::arithmetic_rows("e", 2)).unwrap();
     let ck = if checkpoint_every {
         "\n  checkpoint: {every: 1}"
     } else {
@@ -411,11 +396,7 @@ fn state_without_cache_keys_loads_and_misses() {
 fn daily_setup() -> Setup {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().to_path_buf();
-    let m = root.join("model");
-    let cfg = common::tiny_config(Arch::Llama, true);
-    let w = common::random_weights(&cfg, 7);
-    common::write_hf_dir(&m, &cfg, &w);
-    common::write_tiny_tokenizer(&m);
+    let m = common::tiny_model_dir(&root, 7);
     std::fs::create_dir_all(root.join("headlines")).unwrap();
     std::fs::create_dir_all(root.join("outcomes")).unwrap();
     for (k, date) in ["20250801", "20250802", "20250803"].iter().enumerate() {

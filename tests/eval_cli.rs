@@ -8,15 +8,10 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use runner::engine::load::{load, LoadOptions};
-use runner::engine::model::{Arch, LoraConfig};
+use runner::engine::model::LoraConfig;
 
 fn tiny_model(dir: &Path) -> PathBuf {
-    let m = dir.join("model");
-    let cfg = common::tiny_config(Arch::Llama, true);
-    let w = common::random_weights(&cfg, 7);
-    common::write_hf_dir(&m, &cfg, &w);
-    common::write_tiny_tokenizer(&m);
-    m
+    common::tiny_model_dir(dir, 7)
 }
 
 fn spec(dir: &Path, model: &Path) -> PathBuf {

@@ -33,24 +33,11 @@ struct Project {
 impl Project {
     fn new(steps: usize) -> Project {
         let dir = tempfile::tempdir().unwrap();
-        let model = dir.path().join("model");
-        let cfg = common::tiny_config(Arch::Llama, true);
-        common::write_hf_dir(&model, &cfg, &common::random_weights(&cfg, 7));
-        common::write_tiny_tokenizer(&model);
-        let rows = |prefix: &str, n: usize| -> String {
-            (0..n)
-                .map(|i| {
-                    format!(
-                        "{{\"id\": \"{prefix}-{i}\", \"question\": \"what is {i} + {i}?\", \"answer\": \"{}\"}}\n",
-                        2 * i
-                    )
-                })
-                .collect()
-        };
+        let model = common::tiny_model_dir(dir.path(), 7);
         let train = dir.path().join("train.jsonl");
         let eval = dir.path().join("eval.jsonl");
-        std::fs::write(&train, rows("t", 6)).unwrap();
-        std::fs::write(&eval, rows("e", 2)).unwrap();
+        std::fs::write(&train, common::arithmetic_rows("t", 6)).unwrap();
+        std::fs::write(&eval, common::arithmetic_rows("e", 2)).unwrap();
         let spec = dir.path().join("tiny.yaml");
         std::fs::write(&spec, spec_text(&model, &train, &eval, steps)).unwrap();
         Project { dir, spec }

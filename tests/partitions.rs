@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use runner::engine::model::Arch;
 use runner::plan::partitions::Lineage;
 use runner::run::apply::PartitionOptions;
 use runner::run::summary::{read_summaries, PartitionSummary};
@@ -17,12 +16,7 @@ use runner::run::{ApplyReport, ApplyRequest, RunState};
 use runner::stages::{Registry, Stage, StageContext, StageKind, StageOutput};
 
 fn tiny_model(dir: &Path) -> PathBuf {
-    let m = dir.join("model");
-    let cfg = common::tiny_config(Arch::Llama, true);
-    let w = common::random_weights(&cfg, 7);
-    common::write_hf_dir(&m, &cfg, &w);
-    common::write_tiny_tokenizer(&m);
-    m
+    common::tiny_model_dir(dir, 7)
 }
 
 /// Headlines for 0801, 0802, 0804, 0805 (0803 is a missing day), two a day, with outcomes.

@@ -6,17 +6,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use runner::engine::model::Arch;
 use runner::run::ApplyRequest;
 use runner::stages::Registry;
 
 fn tiny_model(dir: &Path) -> PathBuf {
-    let m = dir.join("model");
-    let cfg = common::tiny_config(Arch::Llama, true);
-    let w = common::random_weights(&cfg, 11);
-    common::write_hf_dir(&m, &cfg, &w);
-    common::write_tiny_tokenizer(&m);
-    m
+    common::tiny_model_dir(dir, 11)
 }
 
 fn write_data(dir: &Path, with_reference: bool) -> PathBuf {

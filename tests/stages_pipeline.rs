@@ -5,7 +5,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use runner::engine::model::Arch;
 use runner::run::{ApplyRequest, RunState};
 use runner::stages::artifacts::{read_jsonl, AdvantageRow, RolloutRow, ScoredRow};
 use runner::stages::Registry;
@@ -15,29 +14,14 @@ const BATCH: usize = 2;
 const STEPS: usize = 3;
 
 fn tiny_model(dir: &Path) -> PathBuf {
-    let m = dir.join("model");
-    let cfg = common::tiny_config(Arch::Llama, true);
-    let w = common::random_weights(&cfg, 7);
-    common::write_hf_dir(&m, &cfg, &w);
-    common::write_tiny_tokenizer(&m);
-    m
+    common::tiny_model_dir(dir, 7)
 }
 
 fn write_data(dir: &Path) -> (PathBuf, PathBuf) {
     let train = dir.join("train.jsonl");
     let eval = dir.join("eval.jsonl");
-    let rows = |prefix: &str, n: usize| -> String {
-        (0..n)
-            .map(|i| {
-                format!(
-                    "{{\"id\": \"{prefix}-{i}\", \"question\": \"what is {i} + {i}?\", \"answer\": \"{}\"}}\n",
-                    2 * i
-                )
-            })
-            .collect()
-    };
-    std::fs::write(&train, rows("t", 5)).unwrap();
-    std::fs::write(&eval, rows("e", 3)).unwrap();
+    std::fs::write(&train, common::arithmetic_rows("t", 5)).unwrap();
+    std::fs::write(&eval, common::arithmetic_rows("e", 3)).unwrap();
     (train, eval)
 }
 

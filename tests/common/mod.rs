@@ -224,3 +224,25 @@ pub fn write_tiny_tokenizer(dir: &Path) {
     )
     .unwrap();
 }
+
+/// A complete tiny Llama model directory (tied embeddings, random weights from `seed`, the tiny
+/// tokenizer) at `<dir>/model`; its path.
+pub fn tiny_model_dir(dir: &Path, seed: u64) -> std::path::PathBuf {
+    let m = dir.join("model");
+    let cfg = tiny_config(Arch::Llama, true);
+    write_hf_dir(&m, &cfg, &random_weights(&cfg, seed));
+    write_tiny_tokenizer(&m);
+    m
+}
+
+/// `n` JSONL arithmetic records `{"id": "<prefix>-i", "question": "what is i + i?", "answer": "2i"}`.
+pub fn arithmetic_rows(prefix: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"{prefix}-{i}\", \"question\": \"what is {i} + {i}?\", \"answer\": \"{}\"}}\n",
+                2 * i
+            )
+        })
+        .collect()
+}

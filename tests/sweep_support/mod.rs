@@ -6,30 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use runner::engine::model::Arch;
-
 use crate::common;
 
 /// Write the tiny model, the data and `sweep.yaml` (with `sweep_yaml` as its `sweep:` section)
 /// into `dir`; the spec's path.
 pub fn project(dir: &Path, sweep_yaml: &str) -> PathBuf {
-    let m = dir.join("model");
-    let cfg = common::tiny_config(Arch::Llama, true);
-    let w = common::random_weights(&cfg, 7);
-    common::write_hf_dir(&m, &cfg, &w);
-    common::write_tiny_tokenizer(&m);
-    let rows = |prefix: &str, n: usize| -> String {
-        (0..n)
-            .map(|i| {
-                format!(
-                    "{{\"id\": \"{prefix}-{i}\", \"question\": \"what is {i} + {i}?\", \"answer\": \"{}\"}}\n",
-                    2 * i
-                )
-            })
-            .collect()
-    };
-    std::fs::write(dir.join("train.jsonl"), rows("t", 4)).unwrap();
-    std::fs::write(dir.join("eval.jsonl"), rows("e", 2)).unwrap();
+    let m = common::tiny_model_dir(dir, 7);
+    std::fs::write(dir.join("train.jsonl"), common::arithmetic_rows("t", 4)).unwrap();
+    std::fs::write(dir.join("eval.jsonl"), common::arithmetic_rows("e", 2)).unwrap();
     let spec = format!(
         r#"name: tinysweep
 seed: 3
