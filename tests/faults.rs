@@ -626,64 +626,12 @@ fn truncated_safetensors_model_is_a_clear_error_naming_the_file() {
     }
 }
 
-/// The tiny weights as a GGUF file in llama.cpp's naming (f32 tensors; the Q/K permutation
-/// does not matter for corruption tests).
-fn write_gguf(path: &Path, cfg: &serde_json::Value) {
-    use candle_core::quantized::{gguf_file::Value, GgmlDType, QTensor};
-    let w = common::random_weights(cfg, 4);
-    let g = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
-    let md: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), Value::String("llama".into())),
-        ("llama.embedding_length".into(), g("hidden_size")),
-        ("llama.feed_forward_length".into(), g("intermediate_size")),
-        ("llama.block_count".into(), g("num_hidden_layers")),
-        (
-            "llama.attention.head_count".into(),
-            g("num_attention_heads"),
-        ),
-        (
-            "llama.attention.head_count_kv".into(),
-            g("num_key_value_heads"),
-        ),
-        (
-            "llama.attention.layer_norm_rms_epsilon".into(),
-            Value::F32(1e-5),
-        ),
-        ("llama.rope.freq_base".into(), Value::F32(10000.0)),
-        ("llama.context_length".into(), Value::U32(128)),
-    ];
-    let mut tensors = Vec::new();
-    let mut names: Vec<&String> = w.keys().collect();
-    names.sort();
-    for hf in names {
-        let name = hf
-            .replace("model.embed_tokens.weight", "token_embd.weight")
-            .replace("model.norm.weight", "output_norm.weight")
-            .replace("lm_head.weight", "output.weight")
-            .replace("model.layers.", "blk.")
-            .replace("input_layernorm", "attn_norm")
-            .replace("post_attention_layernorm", "ffn_norm")
-            .replace("self_attn.q_proj", "attn_q")
-            .replace("self_attn.k_proj", "attn_k")
-            .replace("self_attn.v_proj", "attn_v")
-            .replace("self_attn.o_proj", "attn_output")
-            .replace("mlp.gate_proj", "ffn_gate")
-            .replace("mlp.up_proj", "ffn_up")
-            .replace("mlp.down_proj", "ffn_down");
-        tensors.push((name, QTensor::quantize(&w[hf], GgmlDType::F32).unwrap()));
-    }
-    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let mut f = std::fs::File::create(path).unwrap();
-    candle_core::quantized::gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
-}
-
 #[test]
 fn truncated_gguf_model_is_a_clear_error_naming_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = common::tiny_config(Arch::Llama, false);
     let f = tmp.path().join("tiny.gguf");
-    write_gguf(&f, &cfg);
+    common::write_gguf(&f, &cfg, &common::random_weights(&cfg, 4));
     load::load_model(&ModelFiles::Gguf(f.clone()), &LoadOptions::default()).unwrap();
     let bytes = std::fs::read(&f).unwrap();
     for cut in cut_points(bytes.len()) {

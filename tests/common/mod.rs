@@ -246,3 +246,70 @@ pub fn arithmetic_rows(prefix: &str, n: usize) -> String {
         })
         .collect()
 }
+
+/// Write a GGUF file holding the same weights in llama.cpp's layout (GGUF names, Q/K rows
+/// permuted for GGML's interleaved RoPE, f32 tensors).
+pub fn write_gguf(path: &Path, cfg: &serde_json::Value, w: &HashMap<String, Tensor>) {
+    use candle_core::quantized::{gguf_file::Value, GgmlDType, QTensor};
+    let g = |k: &str| cfg[k].as_u64().unwrap() as u32;
+    let arch = cfg["model_type"].as_str().unwrap();
+    let (h, kvh) = (
+        g("num_attention_heads") as usize,
+        g("num_key_value_heads") as usize,
+    );
+    let md: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        (
+            format!("{arch}.embedding_length"),
+            Value::U32(g("hidden_size")),
+        ),
+        (
+            format!("{arch}.feed_forward_length"),
+            Value::U32(g("intermediate_size")),
+        ),
+        (
+            format!("{arch}.block_count"),
+            Value::U32(g("num_hidden_layers")),
+        ),
+        (format!("{arch}.attention.head_count"), Value::U32(h as u32)),
+        (
+            format!("{arch}.attention.head_count_kv"),
+            Value::U32(kvh as u32),
+        ),
+        (
+            format!("{arch}.attention.layer_norm_rms_epsilon"),
+            Value::F32(1e-5),
+        ),
+        (format!("{arch}.rope.freq_base"), Value::F32(10000.0)),
+        (format!("{arch}.context_length"), Value::U32(128)),
+    ];
+    let mut tensors = Vec::new();
+    for (hf, t) in w {
+        let name = hf
+            .replace("model.embed_tokens.weight", "token_embd.weight")
+            .replace("model.norm.weight", "output_norm.weight")
+            .replace("lm_head.weight", "output.weight")
+            .replace("model.layers.", "blk.")
+            .replace("input_layernorm", "attn_norm")
+            .replace("post_attention_layernorm", "ffn_norm")
+            .replace("self_attn.q_proj", "attn_q")
+            .replace("self_attn.k_proj", "attn_k")
+            .replace("self_attn.v_proj", "attn_v")
+            .replace("self_attn.o_proj", "attn_output")
+            .replace("mlp.gate_proj", "ffn_gate")
+            .replace("mlp.up_proj", "ffn_up")
+            .replace("mlp.down_proj", "ffn_down");
+        let t = if arch == "llama" && name.ends_with("attn_q.weight") {
+            runner::engine::load::gguf::permute(t, h).unwrap()
+        } else if arch == "llama" && name.ends_with("attn_k.weight") {
+            runner::engine::load::gguf::permute(t, kvh).unwrap()
+        } else {
+            t.clone()
+        };
+        tensors.push((name, QTensor::quantize(&t, GgmlDType::F32).unwrap()));
+    }
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut f = std::fs::File::create(path).unwrap();
+    candle_core::quantized::gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
+}
