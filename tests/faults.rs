@@ -170,8 +170,10 @@ fn tensor_bits(path: &Path) -> BTreeMap<String, Vec<u32>> {
 
 /// Temp files of atomic writes and the trainer's in-progress directory: by design possibly
 /// incomplete after a crash, never read as artifacts.
+/// Scratch, not results: hidden names (temp files and directories, `.old-*` / `.trash-*` being
+/// swapped out or deleted) and the trainer's half-written next state.
 fn is_scratch(name: &str) -> bool {
-    name.starts_with(".tmp") || name == "trainer.next"
+    name.starts_with('.') || name == "trainer.next"
 }
 
 /// Every artifact of a run directory is whole: JSON / JSONL / CSV / safetensors parse, and each

