@@ -32,39 +32,16 @@ fn write_data(dir: &Path, with_reference: bool) -> PathBuf {
 }
 
 fn spec(dir: &Path, model: &Path, train: &Path, rl_steps: usize) -> PathBuf {
-    let text = format!(
-        r#"
-name: tiny_sft
-seed: 5
-model:
-  base: {model}
-  adapter: {{r: 4, lora_alpha: 8, lora_dropout: 0.0, target_modules: [q_proj, v_proj]}}
-data:
-  train:
-    path: {train}
-    fields: {{prompt: question, reference: answer, id: id}}
-  prompt:
-    template: "{{{{ question }}}} answer:"
-generate:
-  num_generations: 2
-  max_completion_length: 4
-rewards:
-  format:
-    kind: format
-    weight: 1.0
-    regex: '[0-9]'
-train:
-  learning_rate: 1.0e-3
-  lr_scheduler_type: constant
-  max_steps: {rl_steps}
-  batch_size: 2
-  sft:
-    epochs: 6
-    learning_rate: 3.0e-2
-    batch_size: 2
-"#,
-        model = model.display(),
-        train = train.display(),
+    let text = common::tiny_spec(
+        model,
+        train,
+        None,
+        &format!(
+            "name: tiny_sft\nseed: 5\n\
+             generate: {{max_completion_length: 4, temperature: ~}}\n\
+             rewards: {{correct: ~}}\n\
+             train: {{max_steps: {rl_steps}, sft: {{epochs: 6, learning_rate: 3.0e-2, batch_size: 2}}}}"
+        ),
     );
     let p = dir.join("tiny_sft.yaml");
     std::fs::write(&p, text).unwrap();

@@ -26,48 +26,15 @@ fn write_data(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn spec_text(model: &Path, train: &Path, eval: &Path) -> String {
-    format!(
-        r#"
-name: tiny
-seed: 3
-model:
-  base: {model}
-  adapter: {{r: 4, lora_alpha: 8, lora_dropout: 0.0, target_modules: [q_proj, v_proj]}}
-data:
-  train:
-    path: {train}
-    fields: {{prompt: question, reference: answer, id: id}}
-  eval:
-    path: {eval}
-    fields: {{prompt: question, reference: answer, id: id}}
-  prompt:
-    template: "{{{{ question }}}} answer:"
-generate:
-  num_generations: {G}
-  max_completion_length: 8
-  temperature: 1.0
-rewards:
-  format:
-    kind: format
-    weight: 1.0
-    regex: '[0-9]'
-  correct:
-    kind: answer
-    weight: 0.5
-train:
-  learning_rate: 1.0e-3
-  lr_scheduler_type: constant
-  max_steps: {STEPS}
-  batch_size: {BATCH}
-eval:
-  every: 2
-  sets: [eval]
-  num_generations: 2
-  metrics: [mean_reward, reward/format, completion_length, distinct_2]
-"#,
-        model = model.display(),
-        train = train.display(),
-        eval = eval.display(),
+    common::tiny_spec(
+        model,
+        train,
+        Some(eval),
+        &format!(
+            "generate: {{num_generations: {G}}}\n\
+             train: {{max_steps: {STEPS}, batch_size: {BATCH}}}\n\
+             eval: {{every: 2, metrics: [mean_reward, reward/format, completion_length, distinct_2]}}"
+        ),
     )
 }
 

@@ -313,3 +313,65 @@ pub fn write_gguf(path: &Path, cfg: &serde_json::Value, w: &HashMap<String, Tens
     let mut f = std::fs::File::create(path).unwrap();
     candle_core::quantized::gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
 }
+
+/// The tiny experiment most integration tests run: the tiny model at `model`, arithmetic rows
+/// at `train` (and `eval` when given), LoRA r 4 on q/v, a format and an answer reward, 2 steps.
+/// `overrides` is YAML deep-merged on top (mappings merge key by key, anything else replaces,
+/// `~` deletes the key), so each test states only what it changes.
+pub fn tiny_spec(model: &Path, train: &Path, eval: Option<&Path>, overrides: &str) -> String {
+    let mut base: serde_yaml::Value = serde_yaml::from_str(&format!(
+        r#"
+name: tiny
+seed: 3
+model:
+  base: {model:?}
+  adapter: {{r: 4, lora_alpha: 8, lora_dropout: 0.0, target_modules: [q_proj, v_proj]}}
+data:
+  train:
+    path: {train:?}
+    fields: {{prompt: question, reference: answer, id: id}}
+  prompt:
+    template: "{{{{ question }}}} answer:"
+generate: {{num_generations: 2, max_completion_length: 8, temperature: 1.0}}
+rewards:
+  format: {{kind: format, weight: 1.0, regex: '[0-9]'}}
+  correct: {{kind: answer, weight: 0.5}}
+train: {{learning_rate: 1.0e-3, lr_scheduler_type: constant, max_steps: 2, batch_size: 2}}
+"#,
+        model = model.display().to_string(),
+        train = train.display().to_string(),
+    ))
+    .expect("base tiny spec");
+    if let Some(eval) = eval {
+        let with_eval = format!(
+            "data: {{eval: {{path: {:?}, fields: {{prompt: question, reference: answer, id: id}}}}}}\n\
+             eval: {{every: 1, sets: [eval], num_generations: 2, metrics: [mean_reward]}}",
+            eval.display().to_string()
+        );
+        merge_yaml(&mut base, serde_yaml::from_str(&with_eval).expect("eval part"));
+    }
+    merge_yaml(
+        &mut base,
+        serde_yaml::from_str(overrides).expect("test overrides are YAML"),
+    );
+    serde_yaml::to_string(&base).expect("spec to YAML")
+}
+
+fn merge_yaml(base: &mut serde_yaml::Value, over: serde_yaml::Value) {
+    use serde_yaml::Value;
+    match (base, over) {
+        (Value::Mapping(b), Value::Mapping(o)) => {
+            for (k, v) in o {
+                if v.is_null() {
+                    b.remove(&k);
+                } else if let Some(slot) = b.get_mut(&k) {
+                    merge_yaml(slot, v);
+                } else {
+                    b.insert(k, v);
+                }
+            }
+        }
+        (b, Value::Null) => *b = Value::Null,
+        (b, o) => *b = o,
+    }
+}

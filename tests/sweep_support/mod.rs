@@ -14,45 +14,19 @@ pub fn project(dir: &Path, sweep_yaml: &str) -> PathBuf {
     let m = common::tiny_model_dir(dir, 7);
     std::fs::write(dir.join("train.jsonl"), common::arithmetic_rows("t", 4)).unwrap();
     std::fs::write(dir.join("eval.jsonl"), common::arithmetic_rows("e", 2)).unwrap();
-    let spec = format!(
-        r#"name: tinysweep
-seed: 3
-model:
-  base: {model}
-  threads: 1
-  adapter: {{r: 4, lora_alpha: 8, lora_dropout: 0.0, target_modules: [q_proj, v_proj]}}
-data:
-  train:
-    path: {train}
-    fields: {{prompt: question, reference: answer, id: id}}
-  eval:
-    path: {eval}
-    fields: {{prompt: question, reference: answer, id: id}}
-  prompt:
-    template: "{{{{ question }}}} answer:"
-generate:
-  num_generations: 2
-  max_completion_length: 4
-  temperature: 1.0
-rewards:
-  format:
-    kind: format
-    weight: 1.0
-    regex: '[0-9]'
-train:
-  learning_rate: 1.0e-3
-  lr_scheduler_type: constant
-  max_steps: 1
-  batch_size: 2
-eval:
-  sets: [eval]
-  num_generations: 2
-  metrics: [mean_reward, completion_length]
-{sweep_yaml}
-"#,
-        model = m.display(),
-        train = dir.join("train.jsonl").display(),
-        eval = dir.join("eval.jsonl").display(),
+    let spec = common::tiny_spec(
+        &m,
+        &dir.join("train.jsonl"),
+        Some(&dir.join("eval.jsonl")),
+        &format!(
+            "name: tinysweep\n\
+             model: {{threads: 1}}\n\
+             generate: {{max_completion_length: 4}}\n\
+             rewards: {{correct: ~}}\n\
+             train: {{max_steps: 1}}\n\
+             eval: {{every: ~, metrics: [mean_reward, completion_length]}}\n\
+             {sweep_yaml}"
+        ),
     );
     let path = dir.join("sweep.yaml");
     std::fs::write(&path, spec).unwrap();
