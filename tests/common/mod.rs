@@ -348,7 +348,10 @@ train: {{learning_rate: 1.0e-3, lr_scheduler_type: constant, max_steps: 2, batch
              eval: {{every: 1, sets: [eval], num_generations: 2, metrics: [mean_reward]}}",
             eval.display().to_string()
         );
-        merge_yaml(&mut base, serde_yaml::from_str(&with_eval).expect("eval part"));
+        merge_yaml(
+            &mut base,
+            serde_yaml::from_str(&with_eval).expect("eval part"),
+        );
     }
     merge_yaml(
         &mut base,
