@@ -506,3 +506,158 @@ fn daily_loop_changed_reward_weight_keeps_generation_before_training() {
     assert_eq!(row("20250801").sampler, row_a.sampler);
     assert_eq!(row("20250802").status, "done");
 }
+
+/// The built-in generate stage, failing at one instance (an interruption mid-run).
+struct FailAt {
+    inner: std::sync::Arc<dyn runner::stages::Stage>,
+    id: &'static str,
+}
+
+impl runner::stages::Stage for FailAt {
+    fn run(
+        &self,
+        ctx: &mut runner::stages::StageContext<'_>,
+    ) -> runner::Result<runner::stages::StageOutput> {
+        if ctx.instance.id == self.id {
+            return Err(runner::Error::Run("injected interruption".into()));
+        }
+        self.inner.run(ctx)
+    }
+}
+
+/// A run of the tiny spec (generation forced, so it is not up to date) stopped at
+/// step-0001/generate: step 0 is completed, step 1 is left.
+fn interrupted(s: &Setup) -> PathBuf {
+    let mut reg = Registry::builtin();
+    let inner = reg.get(StageKind::Generate).unwrap();
+    reg.register(
+        StageKind::Generate,
+        std::sync::Arc::new(FailAt {
+            inner,
+            id: "step-0001/generate",
+        }),
+    );
+    let req = ApplyRequest {
+        input: Some(s.spec.clone()),
+        runs_dir: s.runs.clone(),
+        force: vec![StageKind::Generate],
+        ..ApplyRequest::default()
+    };
+    let err = runner::run::apply(&req, &reg).unwrap_err();
+    assert!(err.to_string().contains("injected interruption"), "{err}");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(s.runs.join("tiny"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| state(p).last_error.is_some())
+        .collect();
+    assert_eq!(dirs.len(), 1);
+    dirs.pop().unwrap()
+}
+
+fn resume_with(run: &Path, force: &[StageKind]) -> runner::Result<ApplyReport> {
+    let req = ApplyRequest {
+        resume: Some(run.to_path_buf()),
+        force: force.to_vec(),
+        ..ApplyRequest::default()
+    };
+    runner::run::apply(&req, &Registry::builtin())
+}
+
+#[test]
+fn force_with_resume_reruns_what_is_left_and_refuses_when_nothing_is() {
+    let s = setup(true);
+    let a = apply(&s, &[], &[]);
+    assert_eq!(a.summary.executed, INSTANCES);
+
+    // Without --force, a resume copies the rest from run A (the cache).
+    let b = interrupted(&s);
+    let rb = resume_with(&b, &[]).unwrap();
+    assert_eq!(rb.summary.skipped, INSTANCES / 2);
+    assert_eq!(rb.summary.cached, INSTANCES / 2);
+    assert_eq!(rb.summary.executed, 0);
+
+    // With --force generate, step 1's generate runs, and what reads it; step 0 stays.
+    let c = interrupted(&s);
+    let rc = resume_with(&c, &[StageKind::Generate]).unwrap();
+    assert_eq!(rc.summary.skipped, INSTANCES / 2);
+    assert_eq!(rc.summary.cached, 0);
+    assert_eq!(rc.summary.executed, INSTANCES / 2);
+    assert!(
+        rc.warnings
+            .iter()
+            .any(|w| w.contains("--force generate with --resume")
+                && w.contains("step-0000/generate")),
+        "{:?}",
+        rc.warnings
+    );
+    let sc = state(&c);
+    assert_eq!(from_run(&sc, "step-0001/generate"), None);
+    // The same seed and policy sample the same rollouts as run A.
+    let rel = "stages/step-0001_generate/rollouts.jsonl";
+    assert_eq!(file(&a.run_dir, rel), file(&c, rel));
+
+    // Every generate of a finished run is completed: --force would do nothing, so it is refused.
+    let err = resume_with(&c, &[StageKind::Generate]).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("would do nothing"), "{msg}");
+    assert!(msg.contains("runner apply SPEC --force generate"), "{msg}");
+}
+
+#[test]
+fn plan_shows_each_partition_cached_or_to_run() {
+    let s = daily_setup();
+    let a = apply(&s, &[], &[]);
+    let a_id = state(&a.run_dir).run_id;
+    let set = ["rewards.think.weight=0.25"];
+    let p = prepare_spec(&s.spec, &set.map(String::from), false).unwrap();
+    let view = decide(&s, &set, &[]).view();
+    let text = runner::plan::render::render_partitions(&p.plan, &view);
+    eprintln!("{text}");
+    let block = |date: &str| -> String {
+        let start = text.find(&format!("  {date}  ")).unwrap();
+        let rest = &text[start + 2..];
+        let end = rest.find("\n  2").map_or(rest.len(), |e| e + 1);
+        rest[..end].to_string()
+    };
+    // 0801: generation only (nothing before it to score), from run A.
+    let d1 = block("20250801");
+    assert!(
+        d1.starts_with("20250801  1 cached, 0 to run, 0 done"),
+        "{d1}"
+    );
+    assert!(
+        d1.contains(&format!("generate  cached (run {a_id})")),
+        "{d1}"
+    );
+    // 0802: the same generation; its scoring of 0801 re-runs for the changed weight.
+    let d2 = block("20250802");
+    assert!(
+        d2.starts_with("20250802  1 cached, 4 to run, 0 done"),
+        "{d2}"
+    );
+    assert!(
+        d2.contains("scores the predictions of 20250801 against the outcomes of 20250802"),
+        "{d2}"
+    );
+    assert!(
+        d2.contains("score     to run (rewards.think.weight changed (0.5 → 0.25))"),
+        "{d2}"
+    );
+    // 0803 generates from the model trained on the re-scored 0802.
+    let d3 = block("20250803");
+    assert!(
+        d3.contains("generate  to run (input 20250802/train re-runs)"),
+        "{d3}"
+    );
+    assert!(
+        text.contains("pending: the predictions of 20250803 wait for the outcomes of 20250804"),
+        "{text}"
+    );
+    // A steps-mode plan has no per-partition view.
+    let steps = setup(false);
+    let sp = prepare_spec(&steps.spec, &[], false).unwrap();
+    assert_eq!(
+        runner::plan::render::render_partitions(&sp.plan, &decide(&steps, &[], &[]).view()),
+        ""
+    );
+}

@@ -59,7 +59,9 @@ pub struct Args {
     #[arg(long, value_name = "YYYYMMDD")]
     pub outcomes_from: Option<String>,
     /// Re-run this stage kind (and what reads its outputs) instead of reusing an earlier run's
-    /// outputs from the cache; repeatable (`--force generate --force eval`).
+    /// outputs from the cache; repeatable (`--force generate --force eval`). With --resume: the
+    /// instances of STAGE not yet completed run instead of being copied; completed ones are
+    /// kept (a warning names them), and a STAGE with nothing left to run is refused.
     #[arg(long, value_name = "STAGE", value_parser = super::plan::parse_stage)]
     pub force: Vec<crate::stages::StageKind>,
 }

@@ -87,7 +87,14 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         print!("{}", crate::plan::render::render(plan));
         println!();
         match &cache {
-            Ok(view) => print!("{}", crate::plan::render::render_cache(view)),
+            Ok(view) => {
+                print!("{}", crate::plan::render::render_cache(view));
+                let per = crate::plan::render::render_partitions(plan, view);
+                if !per.is_empty() {
+                    println!();
+                    print!("{per}");
+                }
+            }
             Err(e) => println!("cache status unknown: {e}"),
         }
     }

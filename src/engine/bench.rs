@@ -360,7 +360,7 @@ pub fn train(s: &TrainSettings) -> Result<TrainReport> {
             completion_mask: completion_mask.clone(),
         };
         let t0 = Instant::now();
-        let lp = model.token_logprobs(&batch)?;
+        let lp = model.token_logprobs_masked_at(&batch, 1.0)?;
         let loss = ((lp * &mask_next)?.sum_all()? / -n_counted)?;
         loss.to_scalar::<f32>()?; // forces the forward on lazy devices
         let t1 = Instant::now();
@@ -582,7 +582,7 @@ pub fn grpo(s: &GrpoSettings) -> Result<GrpoReport> {
 
         model.set_training(true);
         let t2 = Instant::now();
-        let logp = model.token_logprobs_at(&batch, 1.0)?;
+        let logp = model.token_logprobs_masked_at(&batch, 1.0)?;
         let out = policy_loss(
             &loss_cfg,
             &LossInputs {

@@ -13,8 +13,8 @@ pub fn device(kind: &str) -> Result<Device> {
     match kind.trim() {
         "cpu" => Ok(Device::Cpu),
         "cuda" => cuda(0),
-        "auto" if cfg!(feature = "cuda") && candle_core::utils::cuda_is_available() => cuda(0),
-        "auto" => Ok(Device::Cpu),
+        // candle's `cuda_is_available` only says whether the feature is on, so try GPU 0.
+        "auto" => Ok(cuda(0).unwrap_or(Device::Cpu)),
         other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(ordinal)) => cuda(ordinal),
             _ => Err(Error::Other(format!(
@@ -26,7 +26,21 @@ pub fn device(kind: &str) -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda(ordinal: usize) -> Result<Device> {
-    Device::new_cuda(ordinal).map_err(|e| Error::Other(format!("CUDA device {ordinal}: {e}")))
+    // cudarc loads the driver and cuBLAS/cuRAND libraries on first use and panics when one is
+    // missing (a CUDA build on a machine without a GPU): make that an error like any other.
+    match std::panic::catch_unwind(|| Device::new_cuda(ordinal)) {
+        Ok(r) => r.map_err(|e| Error::Other(format!("CUDA device {ordinal}: {e}"))),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown reason");
+            Err(Error::Other(format!(
+                "CUDA device {ordinal}: the CUDA libraries could not be loaded: {why}"
+            )))
+        }
+    }
 }
 
 #[cfg(not(feature = "cuda"))]

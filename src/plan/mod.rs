@@ -468,7 +468,12 @@ fn compile_partitions(spec: &Experiment, notes: &mut Vec<String>) -> Result<Loop
     let has_outcomes = |d: &str| {
         outcomes_src.is_none_or(|s| std::path::Path::new(&s.path.replace("{date}", d)).is_file())
     };
-    let (mut rounds, pending) = partitions::rounds(parts, &has_prompts, &has_outcomes)?;
+    let (mut rounds, pending) = partitions::rounds(
+        parts,
+        spec.schedule.outcome_lag_days.unwrap_or(1),
+        &has_prompts,
+        &has_outcomes,
+    )?;
     let mut generated = 0usize;
     let mut unknown = Vec::new();
     for r in rounds.iter_mut() {

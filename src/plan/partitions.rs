@@ -77,8 +77,12 @@ pub fn dates(p: &Partitions) -> Result<Vec<String>> {
 /// The rounds of the range and the pending pairs. `has_prompts(date)` / `has_outcomes(date)`
 /// say whether a date's prompt / outcome file exists: with `skip_missing`, dates without prompts
 /// generate nothing and pairs whose outcomes are missing wait (pending).
+///
+/// `lag` is `schedule.outcome_lag_days`: the predictions of D are paired with the outcomes of
+/// D + `lag` and scored in round max(D + 1, outcomes) (overrides: max(D, outcomes)).
 pub fn rounds(
     p: &Partitions,
+    lag: u32,
     has_prompts: &dyn Fn(&str) -> bool,
     has_outcomes: &dyn Fn(&str) -> bool,
 ) -> Result<(Vec<Round>, Vec<ScorePair>)> {
@@ -117,13 +121,7 @@ pub fn rounds(
                 overridden: true,
             },
             None => {
-                let next = fmt_date(
-                    parse_date("schedule.partitions", &pred)?
-                        .succ_opt()
-                        .ok_or_else(|| {
-                            Error::Spec("schedule.partitions: date out of range".into())
-                        })?,
-                );
+                let next = add_days(&pred, lag)?;
                 // A missing day (weekend, holiday) is skipped: the predictions are scored with
                 // the next date of the range that has outcomes.
                 let outcomes_from = if p.skip_missing && !has_outcomes(&next) {
@@ -143,10 +141,13 @@ pub fn rounds(
         };
         // Predictions exist once their own round has generated them, so a pair is scored in
         // round max(predictions, outcomes) (YYYYMMDD strings order as dates).
-        let at = pair
-            .outcomes_from
-            .clone()
-            .max(pair.predictions_from.clone());
+        let made = if pair.overridden {
+            pair.predictions_from.clone()
+        } else {
+            // The outcome of D's predictions is known the day after D at the earliest.
+            add_days(&pair.predictions_from, 1)?
+        };
+        let at = pair.outcomes_from.clone().max(made);
         if p.skip_missing && !has_outcomes(&pair.outcomes_from) {
             pending.push(pair);
             continue;
@@ -157,6 +158,14 @@ pub fn rounds(
         }
     }
     Ok((rounds, pending))
+}
+
+/// `date` + `days`, YYYYMMDD.
+pub fn add_days(date: &str, days: u32) -> Result<String> {
+    parse_date("schedule.partitions", date)?
+        .checked_add_days(chrono::Days::new(u64::from(days)))
+        .map(fmt_date)
+        .ok_or_else(|| Error::Spec("schedule.partitions: date out of range".into()))
 }
 
 /// File (in a partitioned run directory) recording what the run continues from: written by
@@ -260,10 +269,14 @@ pub fn latest_run(
 /// is scored in the first round on or after max(predictions, outcomes) whose outcomes exist;
 /// pairs whose predictions this plan generates again are dropped (this run's own generation
 /// wins); the others stay `pending`. Returns the carried pairs placed in a round.
+///
+/// `lag` is `schedule.outcome_lag_days`: only with the default 1 does a pair whose outcomes are
+/// missing move to the next date that has them (with another lag it stays pending).
 pub fn carry_in(
     rounds: &mut [Round],
     pending: &mut Vec<ScorePair>,
     carried: Vec<ScorePair>,
+    lag: u32,
     has_outcomes: &dyn Fn(&str) -> bool,
 ) -> Vec<ScorePair> {
     let mut placed = Vec::new();
@@ -276,7 +289,7 @@ pub fn carry_in(
             continue;
         }
         let mut pair = pair;
-        if !pair.overridden && !has_outcomes(&pair.outcomes_from) {
+        if lag == 1 && !pair.overridden && !has_outcomes(&pair.outcomes_from) {
             // Its next day had no outcomes: the next round that has them scores it.
             if let Some(r) = rounds
                 .iter()
@@ -341,6 +354,7 @@ mod carry_tests {
                 pair("20250804", "20250809"), // outcomes after the range: pending
                 pair("20250802", "20250803"), // outcomes missing: the next round with them
             ],
+            1,
             &|d| d != "20250803" && d != "20250806",
         );
         assert_eq!(placed.len(), 3);
@@ -373,7 +387,7 @@ mod missing_day_tests {
             overrides: Vec::new(),
         };
         let missing = |d: &str| d == "20250802" || d == "20250803";
-        let (rounds, pending) = rounds(&p, &|d| !missing(d), &|d| !missing(d)).unwrap();
+        let (rounds, pending) = rounds(&p, 1, &|d| !missing(d), &|d| !missing(d)).unwrap();
         let scored: Vec<(&str, Vec<(&str, &str)>)> = rounds
             .iter()
             .map(|r| {
@@ -398,5 +412,83 @@ mod missing_day_tests {
         );
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].outcomes_from, "20250806");
+    }
+
+    fn pairs(rounds: &[Round]) -> Vec<(String, String, String)> {
+        rounds
+            .iter()
+            .flat_map(|r| {
+                r.score.iter().map(|p| {
+                    (
+                        r.date.clone(),
+                        p.predictions_from.clone(),
+                        p.outcomes_from.clone(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn range(from: &str, to: &str) -> Partitions {
+        Partitions {
+            every: Default::default(),
+            from: from.into(),
+            to: to.into(),
+            backfill: true,
+            resume_from_last_model: true,
+            skip_missing: true,
+            overrides: Vec::new(),
+        }
+    }
+
+    fn t(r: &str, p: &str, o: &str) -> (String, String, String) {
+        (r.into(), p.into(), o.into())
+    }
+
+    #[test]
+    fn outcome_lag_pairs_predictions_with_the_outcomes_of_their_own_day_or_the_next() {
+        let p = range("20250801", "20250803");
+        let all = |_: &str| true;
+        // Default (lag 1): round D scores D−1's predictions with D's outcome file.
+        let (r1, pend1) = rounds(&p, 1, &all, &all).unwrap();
+        assert_eq!(
+            pairs(&r1),
+            vec![
+                t("20250802", "20250801", "20250802"),
+                t("20250803", "20250802", "20250803")
+            ]
+        );
+        assert_eq!(pend1[0].outcomes_from, "20250804");
+        // Lag 0: the same rounds score D−1's predictions, with D−1's own outcome file.
+        let (r0, pend0) = rounds(&p, 0, &all, &all).unwrap();
+        assert_eq!(
+            pairs(&r0),
+            vec![
+                t("20250802", "20250801", "20250801"),
+                t("20250803", "20250802", "20250802")
+            ]
+        );
+        assert_eq!(pend0.len(), 1);
+        assert_eq!(
+            (
+                pend0[0].predictions_from.as_str(),
+                pend0[0].outcomes_from.as_str()
+            ),
+            ("20250803", "20250803")
+        );
+    }
+
+    #[test]
+    fn outcome_lag_zero_over_a_weekend_keeps_fridays_file() {
+        // Fri 20150807, Sat/Sun missing, Mon 20150810: Friday's file holds Fri → Mon.
+        let p = range("20150807", "20150810");
+        let present = |d: &str| d == "20150807" || d == "20150810";
+        let (r, pending) = rounds(&p, 0, &present, &present).unwrap();
+        assert_eq!(pairs(&r), vec![t("20150808", "20150807", "20150807")]);
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].outcomes_from, "20150810");
+        // Lag 1 waits for Monday's file.
+        let (r, _) = rounds(&p, 1, &present, &present).unwrap();
+        assert_eq!(pairs(&r), vec![t("20150810", "20150807", "20150810")]);
     }
 }

@@ -268,3 +268,57 @@ pub fn render_cache(v: &crate::run::cache::CacheView) -> String {
     }
     o
 }
+
+/// The daily loop's cache status per partition: for each date, what it scores (which
+/// predictions against which outcomes), then each of its stages as cached (from which run),
+/// to run (and why) or done. Empty for a plan that is not a daily loop.
+pub fn render_partitions(plan: &Plan, v: &crate::run::cache::CacheView) -> String {
+    let LoopPlan::Partitions { rounds, pending } = &plan.loop_ else {
+        return String::new();
+    };
+    let mut o = String::new();
+    let _ = writeln!(o, "per partition:");
+    for r in rounds {
+        let of_date: Vec<&crate::run::cache::InstanceView> = v
+            .instances
+            .iter()
+            .filter(|i| i.id.split_once('/').is_some_and(|(d, _)| d == r.date))
+            .collect();
+        let count = |s: &str| of_date.iter().filter(|i| i.status == s).count();
+        let mut head = format!("  {}", r.date);
+        if !r.generate {
+            head.push_str("  no prompt file: nothing generated");
+        }
+        if of_date.is_empty() {
+            let _ = writeln!(o, "{head}  nothing to run");
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "{head}  {} cached, {} to run, {} done",
+            count("cached"),
+            count("to_run"),
+            count("done")
+        );
+        for p in &r.score {
+            let _ = writeln!(
+                o,
+                "      scores the predictions of {} against the outcomes of {}{}",
+                p.predictions_from,
+                p.outcomes_from,
+                if p.overridden { " (override)" } else { "" }
+            );
+        }
+        for i in &of_date {
+            let _ = writeln!(o, "      {:<9} {}", i.kind.name(), i.status_text());
+        }
+    }
+    for p in pending {
+        let _ = writeln!(
+            o,
+            "  pending: the predictions of {} wait for the outcomes of {} (a later run)",
+            p.predictions_from, p.outcomes_from
+        );
+    }
+    o
+}

@@ -308,6 +308,7 @@ fn resume(req: &ApplyRequest, dir: &Path, registry: &Registry) -> Result<ApplyRe
         )));
     }
     registry.check(&plan)?;
+    warnings.extend(resume_force_check(&plan, &state, &req.force)?);
     let mut events = EventLog::open(&run.events())?;
     events.emit(
         None,
@@ -319,9 +320,19 @@ fn resume(req: &ApplyRequest, dir: &Path, registry: &Registry) -> Result<ApplyRe
             "pid": std::process::id(),
             "resumed": true,
             "completed_before": state.completed.len(),
+            "force": req.force,
         }),
     )?;
-    let summary = execute::execute(
+    // The cache is an optimisation: when it cannot be worked out, everything left runs (which
+    // is what --force asks for anyway).
+    let cache = match execute::cache_for(&run, &spec, &plan, &req.force, &state) {
+        Ok(c) => c,
+        Err(e) => {
+            events.emit(None, "cache_disabled", json!({ "error": e.to_string() }))?;
+            None
+        }
+    };
+    let summary = execute::execute_with(
         &run,
         &spec,
         &plan,
@@ -329,6 +340,7 @@ fn resume(req: &ApplyRequest, dir: &Path, registry: &Registry) -> Result<ApplyRe
         &mut state,
         &mut events,
         req.progress,
+        cache.as_ref(),
     )?;
     let (skipped_partitions, pending) = daily::skipped_and_pending(&plan);
     Ok(ApplyReport {
@@ -339,6 +351,51 @@ fn resume(req: &ApplyRequest, dir: &Path, registry: &Registry) -> Result<ApplyRe
         skipped_partitions,
         pending,
     })
+}
+
+/// `--force KIND` with `--resume`: the instances of KIND not yet completed run (with what
+/// reads them) instead of being copied from earlier runs; completed instances are never re-run
+/// by a resume (later stages and the trainer state already built on them). A forced kind with
+/// no instance left to run would do nothing, so it is refused; one with some instances already
+/// completed gives a warning naming them.
+pub fn resume_force_check(
+    plan: &Plan,
+    state: &RunState,
+    force: &[crate::stages::StageKind],
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let instances = plan.instances();
+    for &kind in force {
+        let (done, left): (Vec<_>, Vec<_>) = instances
+            .iter()
+            .filter(|i| i.kind == kind)
+            .partition(|i| state.is_completed(&i.id));
+        if left.is_empty() {
+            return Err(Error::Run(format!(
+                "--force {kind} with --resume would do nothing: {} (a resume never re-runs \
+                 completed instances; to re-run them start a new run: `runner apply SPEC \
+                 --force {kind}`)",
+                if done.is_empty() {
+                    "the plan has no such stage".to_string()
+                } else {
+                    format!("every {kind} instance of this run is already completed")
+                }
+            )));
+        }
+        if !done.is_empty() {
+            let ids: Vec<&str> = done.iter().map(|i| i.id.as_str()).collect();
+            warnings.push(format!(
+                "--force {kind} with --resume: re-runs the {} {kind} instance{} not yet \
+                 completed; the completed {} stay{} as they are (a resume never re-runs \
+                 completed work; start a new run with `--force {kind}` for that)",
+                left.len(),
+                if left.len() == 1 { "" } else { "s" },
+                ids.join(", "),
+                if ids.len() == 1 { "s" } else { "" },
+            ));
+        }
+    }
+    Ok(warnings)
 }
 
 fn short(hash: &str) -> &str {

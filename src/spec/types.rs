@@ -1463,6 +1463,13 @@ pub struct Schedule {
     /// Suffix naming this run's storage namespace and checkpoints (the seeds' `--run_suffix`,
     /// e.g. `NEWRUN`), so runs of one experiment never share state; `null` = none.
     pub run_suffix: Option<String>,
+    /// Daily loop: the predictions of date D are scored with the outcome file of D + this many
+    /// days, in the round of D + 1 (the day after they were made) or later. `null` (default) =
+    /// 1: the file of the next day (an outcome file holds what happened on its date). 0: the
+    /// file of D itself, for data whose file of D holds the move from D's close to the next
+    /// close (StockNet's `close` → `next_close`).
+    #[schemars(range(max = 30))]
+    pub outcome_lag_days: Option<u32>,
 }
 
 /// Outer-loop kinds.

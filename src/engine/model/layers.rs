@@ -118,38 +118,23 @@ impl Attention {
         );
         let scale = 1.0 / (hd as f64).sqrt();
         let rep = h / kvh;
-        let y = if t == 1 && rep > 1 {
-            // Decode: fold the query heads of a KV group into rows, so the cached keys are
-            // used without being repeated. One query row per head sees every key.
-            let q = q.reshape((b, kvh, rep, hd))?;
-            let scores = (q.matmul(&k.t()?)? * scale)?;
-            let p = ops::causal_softmax(&scores.contiguous()?, kv_len - 1)?;
-            p.matmul(&v.contiguous()?)?.reshape((b, h, 1, hd))?
-        } else {
-            let k = repeat_kv(&k, rep)?;
-            let v = repeat_kv(&v, rep)?;
-            let scores = (q.matmul(&k.t()?)? * scale)?;
-            let p = ops::causal_softmax(&scores.contiguous()?, kv_len - t)?;
-            p.matmul(&v)?
-        };
+        // GQA without repeating K/V: the `rep` query heads of a KV group are adjacent, so
+        // `q: [b, h, t, hd]` is `[b, kvh, rep·t, hd]` as it is, and one matmul per group covers
+        // them. The scores `[b, kvh, rep·t, kv]` are `[b, h, t, kv]` as they are (causal mask
+        // per query position). The scale goes on q, the smaller operand.
+        let q = (q * scale)?.reshape((b, kvh, rep * t, hd))?;
+        let scores = q.matmul(&k.t()?)?.reshape((b, h, t, kv_len))?;
+        let p = ops::causal_softmax(&scores, kv_len - t)?;
+        let y = p
+            .reshape((b, kvh, rep * t, kv_len))?
+            .matmul(&v.contiguous()?)?
+            .reshape((b, h, t, hd))?;
         let y = y
             .to_dtype(in_dtype)?
             .transpose(1, 2)?
             .reshape((b, t, h * hd))?;
         self.o_proj.forward(&y, dropout)
     }
-}
-
-/// `[b, kvh, t, d]` → `[b, kvh·rep, t, d]`, each KV head repeated for its query heads.
-fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
-    if rep == 1 {
-        return x.contiguous();
-    }
-    let (b, kvh, t, d) = x.dims4()?;
-    x.unsqueeze(2)?
-        .broadcast_as((b, kvh, rep, t, d))?
-        .contiguous()?
-        .reshape((b, kvh * rep, t, d))
 }
 
 impl Mlp {

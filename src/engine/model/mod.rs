@@ -367,6 +367,27 @@ impl Model {
     /// the distribution rollouts are sampled from and whose log-probs they record (as TRL
     /// scales logits by the sampling temperature in its loss).
     pub fn token_logprobs_at(&self, batch: &TrainBatch, temperature: f64) -> crate::Result<Tensor> {
+        self.token_logprobs_impl(batch, temperature, false)
+    }
+
+    /// [`Model::token_logprobs_at`] computed only where `batch.completion_mask[:, 1:]` is
+    /// non-zero (the positions a policy or SFT loss counts); the others come out 0 and cost
+    /// no LM-head work, forward or backward (TRL's `logits_to_keep`: prompt rows need no
+    /// logits). Equal to `token_logprobs_at(..) * mask` wherever the mask is non-zero.
+    pub fn token_logprobs_masked_at(
+        &self,
+        batch: &TrainBatch,
+        temperature: f64,
+    ) -> crate::Result<Tensor> {
+        self.token_logprobs_impl(batch, temperature, true)
+    }
+
+    fn token_logprobs_impl(
+        &self,
+        batch: &TrainBatch,
+        temperature: f64,
+        masked: bool,
+    ) -> crate::Result<Tensor> {
         if !(temperature > 0.0 && temperature.is_finite()) {
             return Err(crate::Error::Model(format!(
                 "temperature must be positive and finite, got {temperature}"
@@ -391,7 +412,17 @@ impl Model {
             // logits / T = (hidden / T) · Wᵀ: scaling the smaller operand.
             hidden = (hidden * (1.0 / temperature))?;
         }
-        let targets = batch.input_ids.narrow(1, 1, t - 1)?.flatten_all()?;
+        let mut targets = batch.input_ids.narrow(1, 1, t - 1)?.flatten_all()?;
+        // The rows to compute: all, or the masked-in ones (`None` = all).
+        let keep = if masked {
+            live_rows(&batch.completion_mask, b, t)?
+        } else {
+            None
+        };
+        if let Some(idx) = &keep {
+            hidden = hidden.index_select(idx, 0)?;
+            targets = targets.index_select(idx, 0)?;
+        }
         let lp = if self.full_finetune {
             // The head is trainable here, so compose from primitives (the fused op treats the
             // head as frozen).
@@ -402,6 +433,12 @@ impl Model {
             lsm.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?
         } else {
             ops::token_logprobs(&hidden, self.lm_head(), &targets)?
+        };
+        let lp = match &keep {
+            Some(idx) => {
+                Tensor::zeros(b * (t - 1), lp.dtype(), lp.device())?.index_add(idx, &lp, 0)?
+            }
+            None => lp,
         };
         Ok(lp.reshape((b, t - 1))?)
     }
@@ -610,5 +647,141 @@ impl DropoutMasks for Model {
             .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
             .collect();
         Tensor::from_vec(m, shape, device)
+    }
+}
+
+/// Indices (u32) of the non-zero entries of `mask[:, 1:]` flattened, for a `[b, t]` mask;
+/// `None` when every entry is non-zero (nothing to skip).
+fn live_rows(mask: &Tensor, b: usize, t: usize) -> crate::Result<Option<Tensor>> {
+    if mask.dims() != [b, t] {
+        return Err(crate::Error::Model(format!(
+            "completion_mask has shape {:?}, expected [{b}, {t}]",
+            mask.dims()
+        )));
+    }
+    let m = mask
+        .narrow(1, 1, t - 1)?
+        .flatten_all()?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?;
+    let live: Vec<u32> = (0..m.len() as u32)
+        .filter(|&i| m[i as usize] != 0.0)
+        .collect();
+    if live.len() == m.len() {
+        return Ok(None);
+    }
+    let n = live.len();
+    Ok(Some(Tensor::from_vec(live, n, mask.device())?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 2-layer Llama with GQA (4 query heads, 2 KV heads), random weights, LoRA on q/v.
+    fn tiny() -> Model {
+        let cfg = Config::from_hf_json(
+            r#"{"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+                "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2,
+                "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 23,
+                "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": true,
+                "max_position_embeddings": 64}"#,
+        )
+        .expect("config");
+        let dev = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut rand = |shape: &[usize]| {
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| rng.random_range(-0.5..0.5)).collect();
+            Tensor::from_vec(v, shape, &dev).expect("tensor")
+        };
+        let mut w = HashMap::new();
+        w.insert("model.embed_tokens.weight".to_string(), rand(&[23, 16]));
+        w.insert(
+            "model.norm.weight".to_string(),
+            (rand(&[16]) + 1.0).unwrap(),
+        );
+        for i in 0..2 {
+            let p = format!("model.layers.{i}");
+            for (n, s) in [
+                ("self_attn.q_proj", [16, 16]),
+                ("self_attn.k_proj", [8, 16]),
+                ("self_attn.v_proj", [8, 16]),
+                ("self_attn.o_proj", [16, 16]),
+                ("mlp.gate_proj", [24, 16]),
+                ("mlp.up_proj", [24, 16]),
+                ("mlp.down_proj", [16, 24]),
+            ] {
+                w.insert(format!("{p}.{n}.weight"), rand(&s));
+            }
+            for n in ["input_layernorm", "post_attention_layernorm"] {
+                w.insert(format!("{p}.{n}.weight"), (rand(&[16]) + 1.0).unwrap());
+            }
+        }
+        let mut m = Model::from_weights(cfg, &mut w, DType::F32, &dev).expect("model");
+        let lora = LoraConfig {
+            r: 2,
+            alpha: 4.0,
+            dropout: 0.0,
+            target_modules: vec!["q_proj".into(), "v_proj".into()],
+        };
+        m.attach_lora(&lora, 1).expect("lora");
+        // B starts at zero; make the adapters non-trivial so their gradients are too.
+        for (_, a) in m.lora_adapters() {
+            let b = a.b.as_tensor();
+            let r = Tensor::ones(b.shape(), DType::F32, &dev).unwrap() * 0.1;
+            a.b.set(&r.unwrap()).unwrap();
+        }
+        m
+    }
+
+    /// Masked-out positions are skipped (0) and the rest, and every gradient, equal the
+    /// unmasked computation.
+    #[test]
+    fn masked_token_logprobs_equal_unmasked_times_mask_with_the_same_gradients() {
+        let m = tiny();
+        let (b, t) = (2, 7);
+        let ids: Vec<u32> = (0..(b * t) as u32).map(|i| (i * 5 + 2) % 23).collect();
+        let mask: Vec<f32> = (0..b * t)
+            .map(|i| if i % t >= 3 && i != 12 { 1.0 } else { 0.0 })
+            .collect();
+        let batch = TrainBatch {
+            input_ids: Tensor::from_vec(ids, (b, t), &Device::Cpu).unwrap(),
+            completion_mask: Tensor::from_vec(mask, (b, t), &Device::Cpu).unwrap(),
+        };
+        let w = batch.completion_mask.narrow(1, 1, t - 1).unwrap();
+        let full = m.token_logprobs_at(&batch, 0.7).unwrap();
+        let part = m.token_logprobs_masked_at(&batch, 0.7).unwrap();
+        let want = (&full * &w).unwrap();
+        let diff = (&part - &want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_keepdim(1)
+            .unwrap();
+        let diff = diff.max(0).unwrap().squeeze(0).unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
+        let gf = (full * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let gp = (part * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let vars = m.trainable_vars();
+        assert_eq!(vars.len(), 8);
+        for v in &vars {
+            let (a, b) = (
+                gf.get(v.as_tensor()).unwrap(),
+                gp.get(v.as_tensor()).unwrap(),
+            );
+            let scale = a.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+            let scale = scale.to_scalar::<f32>().unwrap();
+            assert!(scale > 0.0, "a zero gradient tests nothing");
+            let err = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap();
+            assert!(err.to_scalar::<f32>().unwrap() <= 1e-5 * scale);
+        }
     }
 }

@@ -11,6 +11,13 @@ pub(crate) trait Real:
     /// `x[i] = exp(x[i] − shift)` for every element; returns the sum of the results.
     fn exp_shift_sum(x: &mut [Self], shift: Self) -> Self;
 
+    /// `out[i] = σ(x[i]) = 1 / (1 + exp(−x[i]))` (`out` as long as `x`).
+    fn sigmoid(x: &[Self], out: &mut [Self]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = (Self::one() + (-v).exp()).recip();
+        }
+    }
+
     /// `dst = lhs · rhs` through a small-row kernel when one fits (few rows, lhs rows and rhs
     /// columns contiguous); `false` = not handled, use gemm.
     fn small_m_matmul(
@@ -29,6 +36,10 @@ pub(crate) trait Real:
 impl Real for f32 {
     fn exp_shift_sum(x: &mut [f32], shift: f32) -> f32 {
         fast_exp::exp_shift_sum(x, shift)
+    }
+
+    fn sigmoid(x: &[f32], out: &mut [f32]) {
+        fast_exp::sigmoid(x, out)
     }
 
     fn small_m_matmul(
@@ -125,6 +136,43 @@ mod fast_exp {
         body(x, shift)
     }
 
+    #[inline(always)]
+    fn sigmoid_body(x: &[f32], out: &mut [f32]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = 1.0 / (1.0 + exp(-v));
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    fn sigmoid_avx512(x: &[f32], out: &mut [f32]) {
+        sigmoid_body(x, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn sigmoid_avx2(x: &[f32], out: &mut [f32]) {
+        sigmoid_body(x, out)
+    }
+
+    /// `out[i] = 1 / (1 + exp(−x[i]))` with the vectorised `exp` (SwiGLU's sigmoid).
+    pub(super) fn sigmoid(x: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has the features the function was compiled for.
+                return unsafe { sigmoid_avx512(x, out) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: as above.
+                return unsafe { sigmoid_avx2(x, out) };
+            }
+        }
+        sigmoid_body(x, out)
+    }
+
     pub(super) fn exp_shift_sum(x: &mut [f32], shift: f32) -> f32 {
         #[cfg(target_arch = "x86_64")]
         {
@@ -164,6 +212,33 @@ mod fast_exp {
             assert!(super::exp_shift_sum(&mut nan, 0.0).is_nan());
             let mut far = [-1e4f32; 17];
             assert!(super::exp_shift_sum(&mut far, 0.0) < 1e-36);
+        }
+
+        #[test]
+        fn fast_sigmoid_is_within_a_few_ulp_of_libm() {
+            let mut xs: Vec<f32> = (-12000..=12000).map(|i| i as f32 * 0.01 + 0.003).collect();
+            xs.extend([
+                0.0,
+                -0.0,
+                1e-30,
+                200.0,
+                -200.0,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+            ]);
+            let mut ys = vec![0f32; xs.len()];
+            super::sigmoid(&xs, &mut ys);
+            for (&x, &y) in xs.iter().zip(&ys) {
+                let want = 1.0 / (1.0 + (-(x as f64)).exp());
+                let err = ((y as f64) - want).abs();
+                assert!(
+                    err <= 4e-7 * want.max(1e-30) || err < 1e-37,
+                    "sigmoid({x}) = {y}, want {want}"
+                );
+            }
+            let mut nan = [0f32; 1];
+            super::sigmoid(&[f32::NAN], &mut nan);
+            assert!(nan[0].is_nan());
         }
     }
 }

@@ -132,3 +132,85 @@ fn lora_block_gradients_match_reference_and_finite_differences() {
     let spread = (y.max(D::Minus1).unwrap() - y.min(D::Minus1).unwrap()).unwrap();
     assert!(spread.to_scalar::<f64>().unwrap() > 0.1);
 }
+
+/// `Σ w ⊙ t` as a scalar.
+fn weighted(t: &Tensor, w: &Tensor) -> Result<Tensor> {
+    (t * w)?.sum_all()
+}
+
+/// The vendored candle-core stores a node's first gradient contribution as is instead of adding
+/// it to zeros (vendor/README.md). On a graph where nodes get several contributions (an add of a
+/// tensor to itself, sub and neg sites, broadcast and reduce sites whose contribution has zero
+/// strides, transposed and narrowed views, matmul) the gradients equal the hand-derived ones,
+/// and every stored gradient is contiguous (the fused ops' backward needs that).
+#[test]
+fn gradient_accumulation_matches_hand_derived_gradients() -> Result<()> {
+    use candle_core::Var;
+    let f = DType::F64;
+    let x = Var::from_tensor(&rand(20, &[3, 4], 1.0, f))?;
+    let b = Var::from_tensor(&rand(21, &[4], 1.0, f))?;
+    let c = Var::from_tensor(&rand(22, &[4, 3], 1.0, f))?;
+    // used only through a reduction (first contribution has zero strides) or a transpose
+    let s = Var::from_tensor(&rand(23, &[2, 3], 1.0, f))?;
+    let u = Var::from_tensor(&rand(24, &[3, 2], 1.0, f))?;
+    let w: Vec<Tensor> = (0..4).map(|i| rand(30 + i, &[3, 4], 1.0, f)).collect();
+    let (w3, w5, w6) = (
+        rand(40, &[3, 3], 1.0, f),
+        rand(41, &[2, 4], 1.0, f),
+        rand(42, &[3, 1], 1.0, f),
+    );
+    let (w7, w8, w9) = (
+        rand(43, &[4, 3], 1.0, f),
+        rand(44, &[2, 1], 1.0, f),
+        rand(45, &[2, 3], 1.0, f),
+    );
+    let (xt, bt, ct) = (x.as_tensor(), b.as_tensor(), c.as_tensor());
+    let terms = [
+        weighted(&((xt + xt)? - xt)?, &w[0])?,    // x + x, then sub: +1
+        weighted(&xt.broadcast_sub(bt)?, &w[1])?, // sub with a broadcast rhs
+        weighted(&xt.matmul(ct)?, &w3)?,          // matmul
+        weighted(&xt.neg()?, &w[2])?,             // neg: first contribution negated
+        weighted(&xt.narrow(0, 1, 2)?, &w5)?,     // narrow (zero padding + cat)
+        weighted(&xt.sum_keepdim(1)?, &w6)?,      // reduce: broadcast back
+        weighted(&xt.t()?, &w7)?,                 // transpose
+        weighted(&s.as_tensor().sum_keepdim(1)?, &w8)?, // only contribution: stride 0
+        weighted(&u.as_tensor().t()?, &w9)?,      // only contribution: transposed
+        weighted(&(bt.unsqueeze(0)?.broadcast_as((3, 4))? - xt)?, &w[3])?, // sub, rhs side
+    ];
+    let mut loss = terms[0].clone();
+    for t in &terms[1..] {
+        loss = (loss + t)?;
+    }
+    let grads = loss.backward()?;
+
+    // hand-derived
+    let pad5 = Tensor::cat(&[&Tensor::zeros((1, 4), f, &Device::Cpu)?, &w5], 0)?;
+    let want_x = (((((((&w[0] + &w[1])? + w3.matmul(&ct.t()?)?)? - &w[2])? + pad5)?
+        + w6.broadcast_as((3, 4))?)?
+        + w7.t()?)?
+        - &w[3])?;
+    let want_b = ((w[1].sum(0)?.neg()?) + w[3].sum(0)?)?;
+    let want_c = xt.t()?.matmul(&w3)?;
+    let want_s = w8.broadcast_as((2, 3))?;
+    let want_u = w9.t()?;
+    for (name, var, want) in [
+        ("x", &x, want_x),
+        ("b", &b, want_b),
+        ("c", &c, want_c),
+        ("s", &s, want_s),
+        ("u", &u, want_u),
+    ] {
+        let got = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        assert!(got.is_contiguous(), "gradient of {name} is not contiguous");
+        assert_eq!(got.dims(), var.dims(), "shape of the gradient of {name}");
+        let err = (got - &want)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f64>()?;
+        assert!(err < 1e-12, "gradient of {name} off by {err}");
+    }
+    Ok(())
+}

@@ -15,17 +15,14 @@ const NAME: &str = "fused-swiglu";
 /// Row length for the parallel loops (any split works: the op is elementwise).
 const ROW: usize = 4096;
 
-#[inline]
-fn sigmoid<T: Real>(v: T) -> T {
-    (T::one() + (-v).exp()).recip()
-}
-
 fn forward<T: Real>(g: &[T], u: &[T]) -> Vec<T> {
     let mut y = vec![T::zero(); g.len()];
     for_rows(&mut y, ROW, |r, yr| {
         let o = r * ROW;
-        for ((y, &g), &u) in yr.iter_mut().zip(&g[o..]).zip(&u[o..]) {
-            *y = g * sigmoid(g) * u;
+        let (g, u) = (&g[o..o + yr.len()], &u[o..o + yr.len()]);
+        T::sigmoid(g, yr); // yr = σ(g), vectorised
+        for ((y, &g), &u) in yr.iter_mut().zip(g).zip(u) {
+            *y = g * *y * u;
         }
     });
     y
@@ -35,29 +32,36 @@ fn backward<T: Real>(g: &[T], u: &[T], dy: &[T], need_g: bool, need_u: bool) -> 
     let n = g.len();
     let mut dg = vec![T::zero(); if need_g { n } else { 0 }];
     let mut du = vec![T::zero(); if need_u { n } else { 0 }];
+    // Each output row is first filled with σ(g) (vectorised), then overwritten in place.
     match (need_g, need_u) {
         (true, true) => for_rows2(&mut dg, &mut du, ROW, |r, dgr, dur| {
             let o = r * ROW;
-            for (i, (dg, du)) in dgr.iter_mut().zip(dur.iter_mut()).enumerate() {
-                let (g, u, dy) = (g[o + i], u[o + i], dy[o + i]);
-                let s = sigmoid(g);
-                *dg = dy * u * s * (T::one() + g * (T::one() - s));
-                *du = dy * g * s;
+            let m = dgr.len();
+            let (g, u, dy) = (&g[o..o + m], &u[o..o + m], &dy[o..o + m]);
+            T::sigmoid(g, dur);
+            for i in 0..m {
+                let (g, u, dy, s) = (g[i], u[i], dy[i], dur[i]);
+                dgr[i] = dy * u * s * (T::one() + g * (T::one() - s));
+                dur[i] = dy * g * s;
             }
         }),
         (true, false) => for_rows(&mut dg, ROW, |r, dgr| {
             let o = r * ROW;
-            for (i, dg) in dgr.iter_mut().enumerate() {
-                let (g, u, dy) = (g[o + i], u[o + i], dy[o + i]);
-                let s = sigmoid(g);
-                *dg = dy * u * s * (T::one() + g * (T::one() - s));
+            let m = dgr.len();
+            let (g, u, dy) = (&g[o..o + m], &u[o..o + m], &dy[o..o + m]);
+            T::sigmoid(g, dgr);
+            for i in 0..m {
+                let (g, u, dy, s) = (g[i], u[i], dy[i], dgr[i]);
+                dgr[i] = dy * u * s * (T::one() + g * (T::one() - s));
             }
         }),
         (false, true) => for_rows(&mut du, ROW, |r, dur| {
             let o = r * ROW;
-            for (i, du) in dur.iter_mut().enumerate() {
-                let (g, dy) = (g[o + i], dy[o + i]);
-                *du = dy * g * sigmoid(g);
+            let m = dur.len();
+            let (g, dy) = (&g[o..o + m], &dy[o..o + m]);
+            T::sigmoid(g, dur);
+            for i in 0..m {
+                dur[i] = dy[i] * g[i] * dur[i];
             }
         }),
         (false, false) => {}

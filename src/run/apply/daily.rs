@@ -324,8 +324,13 @@ pub fn connect(
                 LoopPlan::Partitions { pending, .. } => pending,
                 LoopPlan::Steps { .. } => Vec::new(),
             };
-            let placed =
-                partitions::carry_in(rounds, pending, carried, &|d| outcomes_exist(spec, d));
+            let placed = partitions::carry_in(
+                rounds,
+                pending,
+                carried,
+                spec.schedule.outcome_lag_days.unwrap_or(1),
+                &|d| outcomes_exist(spec, d),
+            );
             for pair in placed {
                 match predictions_in(c, &pair.predictions_from) {
                     Some(p) => {
