@@ -158,34 +158,6 @@ fn kv_cache_decode_equals_full_recompute_on_cuda() {
     }
 }
 
-/// A word-level tokenizer over the tiny vocabulary (`t0` … `t60`; id 2 is the eos).
-fn write_tokenizer(dir: &Path) {
-    let mut vocab = serde_json::Map::new();
-    for i in 0..common::VOCAB {
-        let tok = match i {
-            0 => "<unk>".to_string(),
-            1 => "<bos>".to_string(),
-            2 => "<eos>".to_string(),
-            _ => format!("t{i}"),
-        };
-        vocab.insert(tok, serde_json::json!(i));
-    }
-    let tj = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null,
-        "added_tokens": [{"id": 2, "content": "<eos>", "single_word": false, "lstrip": false,
-            "rstrip": false, "normalized": false, "special": true}],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
-    });
-    std::fs::write(dir.join("tokenizer.json"), tj.to_string()).unwrap();
-    std::fs::write(
-        dir.join("tokenizer_config.json"),
-        r#"{"eos_token": "<eos>"}"#,
-    )
-    .unwrap();
-}
-
 fn request(prompts: Vec<Vec<u32>>, n: usize, temperature: f32) -> GenerateRequest {
     GenerateRequest {
         prompts,
@@ -209,7 +181,7 @@ fn seeded_sampling_is_reproducible_on_cuda() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tiny_config(Arch::Qwen3, true);
     write_hf_dir(tmp.path(), &cfg, &random_weights(&cfg, 10));
-    write_tokenizer(tmp.path());
+    common::write_word_tokenizer(tmp.path());
     let open = |device: &Device| {
         let opts = LoadOptions {
             dtype: DType::F32,

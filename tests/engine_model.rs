@@ -16,7 +16,7 @@ use runner::engine::model::{Arch, Linear, LoraAdapter, LoraConfig, Model, TrainB
 use runner::engine::peft;
 use runner::engine::sample::SamplingParams;
 
-use common::{random_weights, tiny_config, write_hf_dir, VOCAB};
+use common::{random_weights, tiny_config, write_hf_dir};
 
 fn load_dir(dir: &Path, lora: Option<LoraConfig>) -> Model {
     let opts = LoadOptions {
@@ -450,39 +450,11 @@ fn lora_dropout_only_in_training_mode() {
     assert!(max_abs_diff(&eval1, &train) > 1e-4);
 }
 
-/// A word-level tokenizer.json for the tiny vocabulary: `t0`..`t60`, `<eos>` = 2 (special).
-fn write_tokenizer(dir: &Path) {
-    let mut vocab = serde_json::Map::new();
-    for i in 0..VOCAB {
-        let tok = match i {
-            0 => "<unk>".to_string(),
-            1 => "<bos>".to_string(),
-            2 => "<eos>".to_string(),
-            _ => format!("t{i}"),
-        };
-        vocab.insert(tok, serde_json::json!(i));
-    }
-    let tj = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null,
-        "added_tokens": [{"id": 2, "content": "<eos>", "single_word": false, "lstrip": false,
-            "rstrip": false, "normalized": false, "special": true}],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
-    });
-    std::fs::write(dir.join("tokenizer.json"), tj.to_string()).unwrap();
-    std::fs::write(
-        dir.join("tokenizer_config.json"),
-        r#"{"eos_token": "<eos>"}"#,
-    )
-    .unwrap();
-}
-
 fn loaded_tiny(arch: Arch, seed: u64) -> (tempfile::TempDir, load::LoadedModel) {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tiny_config(arch, true);
     write_hf_dir(tmp.path(), &cfg, &random_weights(&cfg, seed));
-    write_tokenizer(tmp.path());
+    common::write_word_tokenizer(tmp.path());
     let lm = load::load(tmp.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
     (tmp, lm)
 }
@@ -682,7 +654,7 @@ fn hub_ids_load_from_the_hf_cache_offline() {
     let snap = home.join("hub/models--tiny-org--tiny-qwen3/snapshots/0123abcd");
     let cfg = tiny_config(Arch::Qwen3, true);
     write_hf_dir(&snap, &cfg, &random_weights(&cfg, 14));
-    write_tokenizer(&snap);
+    common::write_word_tokenizer(&snap);
     let refs = home.join("hub/models--tiny-org--tiny-qwen3/refs");
     std::fs::create_dir_all(&refs).unwrap();
     std::fs::write(refs.join("main"), "0123abcd").unwrap();

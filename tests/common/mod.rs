@@ -378,3 +378,31 @@ fn merge_yaml(base: &mut serde_yaml::Value, over: serde_yaml::Value) {
         (b, o) => *b = o,
     }
 }
+
+/// A word-level tokenizer.json (+ tokenizer_config.json) for the tiny vocabulary: `t0`..`t60`, `<eos>` = 2 (special).
+pub fn write_word_tokenizer(dir: &Path) {
+    let mut vocab = serde_json::Map::new();
+    for i in 0..VOCAB {
+        let tok = match i {
+            0 => "<unk>".to_string(),
+            1 => "<bos>".to_string(),
+            2 => "<eos>".to_string(),
+            _ => format!("t{i}"),
+        };
+        vocab.insert(tok, serde_json::json!(i));
+    }
+    let tj = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [{"id": 2, "content": "<eos>", "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true}],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
+    });
+    std::fs::write(dir.join("tokenizer.json"), tj.to_string()).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        r#"{"eos_token": "<eos>"}"#,
+    )
+    .unwrap();
+}
