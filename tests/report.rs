@@ -51,10 +51,10 @@ fn final_metrics_of_a_run() {
     let s = runner::report::runs::eval_samples(&run).unwrap();
     assert_eq!(s.metrics["mean_reward"].len(), 4);
     assert_eq!(s.mean("mean_reward"), Some(0.625));
-    assert!(s.metrics["mean_reward"].contains_key("eval/0:r0/1"));
+    assert!(s.metrics["mean_reward"].contains_key("eval/r0/1"));
     // pass@1 per prompt: prompt 0 has 2 of 2 passing, prompt 1 none.
-    assert_eq!(s.metrics["pass@1"]["eval/0:r0"], 1.0);
-    assert_eq!(s.metrics["pass@1"]["eval/1:r1"], 0.0);
+    assert_eq!(s.metrics["pass@1"]["eval/r0"], 1.0);
+    assert_eq!(s.metrics["pass@1"]["eval/r1"], 0.0);
 }
 
 #[test]

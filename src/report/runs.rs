@@ -269,8 +269,8 @@ pub fn recorded_spec(dir: &Path) -> std::result::Result<Option<Experiment>, Stri
 
 /// Per-sample eval values of a run (its last completed eval) or of a `runner eval` output, for
 /// paired tests: per metric, sample key → value. Per-completion metrics are keyed
-/// `<set>/<prompt index>:<record id>/<sample index>`, per-prompt metrics (diversity, pass@k)
-/// `<set>/<prompt index>:<record id>` (see [`samples`]).
+/// `<set>/<record id>/<sample index>`, per-prompt metrics (diversity, pass@k)
+/// `<set>/<record id>` (see [`samples`]).
 pub fn eval_samples(dir: &Path) -> Result<EvalSamples> {
     let kind = dir_kind(dir)?;
     let point = eval_points(dir)?.pop().ok_or_else(|| {

@@ -1,7 +1,7 @@
 //! Per-sample and per-prompt eval values, the units the paired statistics of `runner compare`
 //! resample and permute.
 //!
-//! Per completion (key `<set>/<prompt index>:<record id>/<sample index>`):
+//! Per completion (key `<set>/<record id>/<sample index>`):
 //! - `mean_reward` — the training reward (unscorable completions left out);
 //! - `reward/<name>` — each reward that applies to the completion (unscorable left out);
 //! - `completion_length` — completion tokens;
@@ -9,7 +9,7 @@
 //!   only `format` reward) scores 1, else 0;
 //! - `leak_rate` — 1 when the completion leaks the instructions (eval's rule), else 0.
 //!
-//! Per prompt (key `<set>/<prompt index>:<record id>`), over the prompt's completions, with
+//! Per prompt (key `<set>/<record id>`), over the prompt's completions, with
 //! [`crate::metrics`]' exact definitions:
 //! - `distinct-1`, `distinct-2` — distinct n-grams / n-grams pooled over the prompt's
 //!   completions ([`Pooling::Pooled`]);
@@ -112,14 +112,15 @@ impl EvalSamples {
     }
 }
 
-/// The key of a prompt.
-pub fn prompt_key(set: &str, prompt_index: usize, record_id: &str) -> String {
-    format!("{set}/{prompt_index}:{record_id}")
+/// The key of a prompt: its set and record id, not its position, so runs whose eval order
+/// differs (data sources are shuffled with the run's seed) still pair prompt by prompt.
+pub fn prompt_key(set: &str, record_id: &str) -> String {
+    format!("{set}/{record_id}")
 }
 
 /// The key of a completion.
-pub fn sample_key(set: &str, prompt_index: usize, record_id: &str, index: usize) -> String {
-    format!("{}/{index}", prompt_key(set, prompt_index, record_id))
+pub fn sample_key(set: &str, record_id: &str, index: usize) -> String {
+    format!("{}/{index}", prompt_key(set, record_id))
 }
 
 /// One line of `eval_prompts.jsonl`: a prompt's per-prompt metric values.
@@ -164,7 +165,7 @@ pub fn per_sample(
     for r in rows {
         let ro = &r.row.rollout;
         let set = r.set.as_deref().unwrap_or(default_set);
-        let key = sample_key(set, ro.prompt_index, &ro.record_id, ro.index);
+        let key = sample_key(set, &ro.record_id, ro.index);
         if let Some(x) = r.row.reward {
             out.insert("mean_reward", Unit::Sample, &key, x)?;
         }
@@ -284,7 +285,7 @@ pub fn per_prompt(
             }
         }
         out.push(PromptRow {
-            key: prompt_key(&set, pi, &record_id),
+            key: prompt_key(&set, &record_id),
             set,
             prompt_index: pi,
             record_id,
