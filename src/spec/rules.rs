@@ -106,6 +106,7 @@ pub fn check(spec: &Experiment, ctx: &RuleContext) -> Vec<Finding> {
     task_names(spec, &mut out);
     sampler_profiles(spec, &mut out);
     eval_sets(spec, &mut out);
+    eval_metrics(spec, &mut out);
     diversity(spec, &mut out);
     partitions(spec, &mut out);
     sweep_paths(spec, &mut out);
@@ -449,8 +450,44 @@ fn eval_sets(spec: &Experiment, out: &mut Vec<Finding>) {
 
 /// A diversity score computed from sampled text and subtracted from the loss is a constant
 /// for autograd: it moves the loss value, never the weights (the polychromic lesson).
+/// `pass@k` counts completions every `answer` reward scores 1: without one it cannot be computed
+/// (it would fail at the first eval, after the training steps before it).
+fn eval_metrics(spec: &Experiment, out: &mut Vec<Finding>) {
+    let has_answer = spec
+        .rewards
+        .values()
+        .any(|r| matches!(r, crate::spec::types::Reward::Answer(_)));
+    for (i, m) in spec.eval.metrics.iter().enumerate() {
+        if m.starts_with("pass@") && !has_answer {
+            out.push(Finding::error(
+                format!("eval.metrics.{i}"),
+                format!("`{m}` needs an `answer` reward (a completion passes when every answer reward scores 1), and the spec has none"),
+            ));
+        }
+    }
+}
+
 fn diversity(spec: &Experiment, out: &mut Vec<Finding>) {
     if let Some(d) = &spec.train.objective.diversity {
+        let g = spec.generate.num_generations;
+        if d.kind == DiversityKind::SetPolychromic && d.lambda > 0.0 && d.n_generations >= g {
+            // Sets of n out of G completions: with n ≥ G a prompt has one set, and each
+            // rollout's advantage (mean score of its sets − mean over all sets) is 0.
+            out.push(
+                Finding::warning(
+                    "train.objective.diversity.n_generations",
+                    format!(
+                        "sets of {} out of {g} completions per prompt: there is only one set, so \
+                         every set_polychromic advantage is 0 and nothing trains",
+                        d.n_generations
+                    ),
+                )
+                .hint(Some(format!(
+                    "use a set size below generate.num_generations (e.g. {})",
+                    (g / 2).max(2)
+                ))),
+            );
+        }
         if d.kind == DiversityKind::TextPenalty && d.lambda > 0.0 {
             out.push(
                 Finding::warning(
@@ -811,6 +848,42 @@ mod tests {
                 "rewards: no reward is defined: training needs at least one",
                 "eval.sets.0: data.eval is not set, so this set is not evaluated"
             ]
+        );
+    }
+
+    #[test]
+    fn polychromic_with_one_set_per_prompt_and_pass_at_k_without_answer_reward() {
+        let spec: Experiment = serde_yaml::from_str(
+            "generate: {num_generations: 4}\n\
+             rewards: {len: {kind: format, regex: '.*'}}\n\
+             train: {objective: {diversity: {kind: set_polychromic, lambda: 1.0, n_generations: 4}}}\n\
+             eval: {metrics: [mean_reward, pass@1]}",
+        )
+        .unwrap();
+        let m = messages(&spec);
+        assert!(
+            m.iter().any(|x| x.starts_with(
+                "train.objective.diversity.n_generations: sets of 4 out of 4 completions"
+            )),
+            "{m:?}"
+        );
+        assert!(
+            m.iter()
+                .any(|x| x.starts_with("eval.metrics.1: `pass@1` needs an `answer` reward")),
+            "{m:?}"
+        );
+        let ok: Experiment = serde_yaml::from_str(
+            "generate: {num_generations: 8}\n\
+             rewards: {a: {kind: answer}}\n\
+             train: {objective: {diversity: {kind: set_polychromic, lambda: 1.0, n_generations: 4}}}\n\
+             eval: {metrics: [pass@1]}",
+        )
+        .unwrap();
+        let m = messages(&ok);
+        assert!(
+            !m.iter()
+                .any(|x| x.contains("n_generations") || x.contains("pass@")),
+            "{m:?}"
         );
     }
 
