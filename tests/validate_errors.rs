@@ -207,6 +207,30 @@ fn set_flags_are_located_by_the_flag() {
 }
 
 #[test]
+fn set_values_meet_the_schema_minimums_too() {
+    let mut o = opts();
+    o.sets = vec!["generate.temperature=-1".into()];
+    let diags = validate_file(&fixture("gspo_no_iterations.yaml"), &o);
+    let errors: Vec<String> = diags
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            "--set generate.temperature=-1: generate.temperature: must be at least 0.0, found -1.0"
+                .to_string()
+        ],
+        "{}",
+        show(&diags)
+    );
+    o.sets = vec!["generate.temperature=0.5".into()];
+    let diags = validate_file(&fixture("gspo_no_iterations.yaml"), &o);
+    assert!(!diags.iter().any(|d| d.is_error()), "{}", show(&diags));
+}
+
+#[test]
 fn no_input_panics() {
     // Every fixture, and some hostile documents, come back as diagnostics.
     let dir = tempfile::tempdir().expect("tempdir");

@@ -185,9 +185,32 @@ pub fn validate_file(path: &Path, opts: &ResolveOptions) -> Vec<Diagnostic> {
                 }
             }
             Ok(resolved) => {
+                let mut overridden = Vec::new();
                 for (p, origin) in &resolved.provenance {
                     if matches!(origin, Origin::Env { .. } | Origin::Set { .. }) {
                         locator.add_override(p.clone(), origin.to_string());
+                        overridden.push(p.clone());
+                    }
+                }
+                // Values from `--set` and the environment never went through the schema passes
+                // above: check the resolved spec at those paths (e.g. a negative temperature).
+                if !overridden.is_empty() {
+                    let doc = serde_json::to_value(&resolved.spec).unwrap_or(Json::Null);
+                    for issue in check_schema(&schema, &schema, &doc, "", false) {
+                        let under = |o: &String| {
+                            issue.path == *o || issue.path.starts_with(&format!("{o}."))
+                        };
+                        if !overridden.iter().any(under) {
+                            continue;
+                        }
+                        let loc = locator.locate(&issue.path, issue.key);
+                        let d = issue.into_diagnostic(loc);
+                        if !diags
+                            .iter()
+                            .any(|x| x.path == d.path && x.message == d.message)
+                        {
+                            diags.push(d);
+                        }
                     }
                 }
                 let ctx = RuleContext::for_spec(path);
