@@ -29,52 +29,19 @@ fn setup(checkpoint_every: bool) -> Setup {
     std::fs::write(&train, common::arithmetic_rows("t", 4)).unwrap();
     std::fs::write(&eval, common::arithmetic_rows("e", 2)).unwrap();
     let ck = if checkpoint_every {
-        "\n  checkpoint: {every: 1}"
+        ", checkpoint: {every: 1}"
     } else {
         ""
     };
-    let spec = format!(
-        r#"
-name: tiny
-seed: 3
-model:
-  base: {model}
-  adapter: {{r: 4, lora_alpha: 8, lora_dropout: 0.0, target_modules: [q_proj, v_proj]}}
-data:
-  train:
-    path: {train}
-    fields: {{prompt: question, reference: answer, id: id}}
-  eval:
-    path: {eval}
-    fields: {{prompt: question, reference: answer, id: id}}
-  prompt:
-    template: "{{{{ question }}}} answer:"
-generate:
-  num_generations: 2
-  max_completion_length: 6
-  temperature: 1.0
-rewards:
-  format:
-    kind: format
-    weight: 1.0
-    regex: '[0-9]'
-  correct:
-    kind: answer
-    weight: 0.5
-train:
-  learning_rate: 1.0e-2
-  lr_scheduler_type: constant
-  max_steps: 2
-  batch_size: 2{ck}
-eval:
-  every: 1
-  sets: [eval]
-  num_generations: 2
-  metrics: [mean_reward, completion_length]
-"#,
-        model = m.display(),
-        train = train.display(),
-        eval = eval.display(),
+    let spec = common::tiny_spec(
+        &m,
+        &train,
+        Some(&eval),
+        &format!(
+            "generate: {{max_completion_length: 6}}\n\
+             train: {{learning_rate: 1.0e-2{ck}}}\n\
+             eval: {{metrics: [mean_reward, completion_length]}}"
+        ),
     );
     let spec_path = root.join("tiny.yaml");
     std::fs::write(&spec_path, spec).unwrap();

@@ -48,6 +48,7 @@ impl Project {
     }
 }
 
+/// Written out in full (not `common::tiny_spec`): the path-confinement test edits this text.
 fn spec_text(model: &Path, train: &Path, eval: &Path, steps: usize) -> String {
     format!(
         r#"
