@@ -8,13 +8,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use runner::engine::generate::{self, GenerateRequest};
 use runner::engine::load::{self, LoadOptions, ModelFiles};
-use runner::engine::model::{Arch, LoraConfig, Model, TrainBatch};
+use runner::engine::model::{Arch, Model, TrainBatch};
 use runner::engine::sample::SamplingParams;
 use runner::train::optim::{AdamW, AdamWConfig};
 
@@ -242,32 +241,11 @@ fn seeded_sampling_is_reproducible_on_cuda() {
 }
 
 /// Deterministic pseudo-random values uniform in ±1 (CPU).
-fn rand_tensor(shape: &[usize], seed: u64) -> Tensor {
-    common::rand_tensor(shape, seed, 1.0, 0.0)
-}
-
 /// The tiny model with LoRA (r 2) on every linear layer, A and B random so every gradient is
 /// non-zero; the same adapters for the same seed on any device.
 fn lora_model(dir: &Path, device: &Device) -> Model {
     let mut m = load_on(dir, DType::F32, device);
-    let lc = LoraConfig {
-        r: 2,
-        alpha: 4.0,
-        dropout: 0.0,
-        target_modules: vec!["all-linear".into()],
-    };
-    let mut t = HashMap::new();
-    let mut k = 100;
-    for (layer, l) in m.layers().iter().enumerate() {
-        for (name, lin) in l.linears() {
-            let (o, i) = lin.dims().unwrap();
-            k += 2;
-            let a = (rand_tensor(&[2, i], k) * 0.5).unwrap();
-            let b = (rand_tensor(&[o, 2], k + 1) * 0.5).unwrap();
-            t.insert(format!("model.layers.{layer}.{name}"), (a, b));
-        }
-    }
-    m.set_lora(&lc, t).unwrap();
+    common::random_lora(&mut m);
     m
 }
 

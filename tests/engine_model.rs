@@ -314,24 +314,7 @@ fn lora_model(dir: &Path, arch: Arch, seed: u64) -> Model {
     let cfg = tiny_config(arch, true);
     write_hf_dir(dir, &cfg, &random_weights(&cfg, seed));
     let mut m = load_dir(dir, None);
-    let lc = LoraConfig {
-        r: 2,
-        alpha: 4.0,
-        dropout: 0.0,
-        target_modules: vec!["all-linear".into()],
-    };
-    let mut t = HashMap::new();
-    let mut k = 100;
-    for (layer, l) in m.layers().iter().enumerate() {
-        for (name, lin) in l.linears() {
-            let (o, i) = lin.dims().unwrap();
-            k += 2;
-            let a = (rand_tensor(&[2, i], k) * 0.5).unwrap();
-            let b = (rand_tensor(&[o, 2], k + 1) * 0.5).unwrap();
-            t.insert(format!("model.layers.{layer}.{name}"), (a, b));
-        }
-    }
-    m.set_lora(&lc, t).unwrap();
+    common::random_lora(&mut m);
     m
 }
 

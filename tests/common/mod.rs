@@ -406,3 +406,26 @@ pub fn write_word_tokenizer(dir: &Path) {
     )
     .unwrap();
 }
+
+/// Put LoRA (r 2, alpha 4) on every linear layer of `m`, A and B random (uniform ±0.5, from fixed
+/// seeds) so every gradient is non-zero; the same adapters on any device.
+pub fn random_lora(m: &mut runner::engine::model::Model) {
+    let lc = runner::engine::model::LoraConfig {
+        r: 2,
+        alpha: 4.0,
+        dropout: 0.0,
+        target_modules: vec!["all-linear".into()],
+    };
+    let mut t = HashMap::new();
+    let mut k = 100;
+    for (layer, l) in m.layers().iter().enumerate() {
+        for (name, lin) in l.linears() {
+            let (o, i) = lin.dims().unwrap();
+            k += 2;
+            let a = rand_tensor(&[2, i], k, 0.5, 0.0);
+            let b = rand_tensor(&[o, 2], k + 1, 0.5, 0.0);
+            t.insert(format!("model.layers.{layer}.{name}"), (a, b));
+        }
+    }
+    m.set_lora(&lc, t).unwrap();
+}
