@@ -193,7 +193,7 @@ pub fn render_csv(records: &[PointRecord]) -> Result<String> {
                 .map(|d| d.display().to_string())
                 .unwrap_or_default(),
         );
-        row.push(r.wall_s.map(|s| format!("{s:.1}")).unwrap_or_default());
+        row.push(r.wall_s.map(|s| format!("{s:.3}")).unwrap_or_default());
         row.extend(
             metrics
                 .iter()
