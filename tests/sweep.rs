@@ -321,7 +321,7 @@ fn tables_have_one_row_per_point_and_sort_by_a_metric() {
     );
     assert_eq!(
         lines[1],
-        "\"s@lambda=0.0,seed=1\",0.0,1,completed,\"runs/s@lambda=0.0,seed=1/x\",12.3,0.25,"
+        "\"s@lambda=0.0,seed=1\",0.0,1,completed,\"runs/s@lambda=0.0,seed=1/x\",12.340,0.25,"
     );
     // The error keeps its newline inside a quoted field.
     assert!(csv.contains("\"boom | bad\nsecond line\""), "{csv}");
