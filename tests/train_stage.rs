@@ -46,6 +46,7 @@ fn cfg(lr: f64) -> StepConfig {
         mask_truncated: false,
         lr,
         dropout_seed: 1,
+        grad_share: false,
     }
 }
 
@@ -69,6 +70,7 @@ fn sample(completion: &[u32], advantage: f64) -> Sample {
         completion_ids: completion.to_vec(),
         old_logprobs: vec![0.0; completion.len()],
         advantage,
+        quality_advantage: None,
         truncated: false,
     }
 }

@@ -1158,6 +1158,11 @@ pub struct Train {
     pub max_grad_norm: Option<f64>,
     /// Extra objective terms beside the policy-gradient loss.
     pub objective: Objective,
+    /// Every this many optimizer steps, measure each objective term's gradient norm (the
+    /// policy term with the quality part of the advantage, the diversity part, β·KL) on the
+    /// step's first micro-batch and log `grad_norm/<term>` and `grad_share/<term>` (one extra
+    /// backward per term; the update is unchanged). Default 10; 0 = off.
+    pub grad_share_every: usize,
     /// When checkpoints are written and how many are kept.
     pub checkpoint: Checkpoint,
     /// An optional supervised warm-up before RL (e.g. V4.2 scenario B); `null` = none.
@@ -1192,6 +1197,7 @@ impl Default for Train {
             gradient_accumulation_steps: 1,
             max_grad_norm: Some(1.0),
             objective: Objective::default(),
+            grad_share_every: 10,
             checkpoint: Checkpoint::default(),
             sft: None,
         }

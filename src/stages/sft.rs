@@ -86,7 +86,8 @@ pub fn sft_step(
     for chunk in batch.chunks(micro.max(1)) {
         let m = super::train::build_sft_micro(chunk, &device)?;
         model.set_training(true);
-        let lp = model.token_logprobs(&m.0);
+        // Only the answer rows need the LM head (the mask is the completion mask).
+        let lp = model.token_logprobs_masked_at(&m.0, 1.0);
         model.set_training(false);
         let (sum, _) = sft_nll_sum(&lp?, &m.1)?;
         let l = sum.affine(1.0 / total_tokens as f64, 0.0)?;
@@ -155,6 +156,7 @@ fn examples(ctx: &StageContext<'_>, tok: &Tok) -> Result<Vec<Sample>> {
             completion_ids,
             old_logprobs: Vec::new(),
             advantage: 0.0,
+            quality_advantage: None,
             truncated: false,
         });
     }

@@ -9,9 +9,14 @@
 //! padded; the loss mask covers completion tokens, and truncated completions when
 //! `mask_truncated_completions`), and for each: the reference log-probs with adapters off
 //! when β > 0, the policy log-probs at the sampling temperature with LoRA dropout seeded from
-//! (seed, s), C's `policy_loss`, backward, accumulation. Then clipping, a non-finite check
-//! (NaN/Inf stops the run before anything is written, so the last good state stays), and
-//! AdamW at the schedule's LR of step `s`. With `num_iterations` μ > 1 this repeats μ times,
+//! (seed, s), C's `policy_loss`, backward, accumulation. Both log-prob forwards run the LM head
+//! on the completion rows only (`Model::token_logprobs_masked_at`: prompt and padding rows get
+//! no logits, as TRL's `logits_to_keep`); the policy's also yields the token entropy logged as
+//! `entropy`. Every `train.grad_share_every` steps the first micro-batch's loss is also split
+//! into its objective terms (`policy`, `diversity`, `kl`), each measured by its own backward
+//! (`grad_norm/<term>`, `grad_share/<term>`; the gradients are dropped, the update
+//! unchanged). Then clipping, a non-finite check (NaN/Inf stops the run before anything is
+//! written, so the last good state stays), and AdamW at the schedule's LR of step `s`. With `num_iterations` μ > 1 this repeats μ times,
 //! with the sampling-time log-probs as π_old.
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +32,8 @@ use crate::plan::LoopPlan;
 use crate::spec::{Experiment, MonitorAction};
 use crate::stages::artifacts::{read_jsonl, AdvantageRow, ScoredRow};
 use crate::stages::{policy, Stage, StageContext, StageOutput};
-use crate::train::loss::{policy_loss, LossConfig, LossInputs};
+use crate::train::diversity::grad_norms;
+use crate::train::loss::{masked_mean, policy_loss, policy_loss_terms, LossConfig, LossInputs};
 use crate::train::metrics::{self, MetricsCsv};
 use crate::train::optim::{accumulate, clip_grad_norm, grad_norm, AdamW, AdamWConfig};
 use crate::train::schedule::LrSchedule;
@@ -35,6 +41,7 @@ use crate::train::state::{self, Phase, TrainerState};
 use crate::train::{checkpoint, monitor};
 use crate::{Error, Result};
 
+pub mod advantage_split;
 pub mod partition;
 
 /// The key of the trainer's in-memory objects in [`crate::stages::Resources`].
@@ -67,6 +74,10 @@ pub struct Sample {
     pub old_logprobs: Vec<f32>,
     /// Its advantage.
     pub advantage: f64,
+    /// The part of `advantage` due to the quality reward alone, with the same normaliser (the
+    /// rest is the diversity objective's part); `None` = no diversity objective. Only read to
+    /// measure the terms' gradient shares.
+    pub quality_advantage: Option<f64>,
     /// Whether it hit the completion length cap.
     pub truncated: bool,
 }
@@ -90,6 +101,9 @@ pub struct StepConfig {
     pub lr: f64,
     /// Seed of the LoRA dropout masks.
     pub dropout_seed: u64,
+    /// Measure each objective term's gradient norm on the first micro-batch (extra backward
+    /// passes; the update is unchanged).
+    pub grad_share: bool,
 }
 
 /// What one optimizer step measured.
@@ -113,6 +127,9 @@ pub struct StepStats {
     pub tokens: usize,
     /// Completion tokens counted in the loss.
     pub loss_tokens: f64,
+    /// Each objective term's gradient norm on the first micro-batch (`policy`, `diversity`,
+    /// `kl`), when [`StepConfig::grad_share`]; empty otherwise.
+    pub term_grad_norms: Vec<(String, f64)>,
 }
 
 /// A right-padded micro-batch.
@@ -124,6 +141,8 @@ struct Micro {
     old: Tensor,
     /// `[b]` advantages.
     adv: Tensor,
+    /// `[b]` quality parts of the advantages, when the samples have them.
+    quality: Option<Tensor>,
     tokens: usize,
 }
 
@@ -153,6 +172,7 @@ fn build_micro(samples: &[&Sample], mask_truncated: bool, device: &Device) -> Re
     let mut lmask = vec![0f32; b * (t - 1)];
     let mut old = vec![0f32; b * (t - 1)];
     let mut adv = Vec::with_capacity(b);
+    let mut quality = Vec::with_capacity(b);
     let mut tokens = 0;
     for (i, s) in samples.iter().enumerate() {
         let p = s.prompt_ids.len();
@@ -174,7 +194,13 @@ fn build_micro(samples: &[&Sample], mask_truncated: bool, device: &Device) -> Re
             }
         }
         adv.push(s.advantage as f32);
+        quality.extend(s.quality_advantage.map(|q| q as f32));
     }
+    let quality = if quality.len() == b {
+        Some(Tensor::from_vec(quality, b, device)?)
+    } else {
+        None
+    };
     Ok(Micro {
         batch: TrainBatch {
             input_ids: Tensor::from_vec(ids, (b, t), device)?,
@@ -183,6 +209,7 @@ fn build_micro(samples: &[&Sample], mask_truncated: bool, device: &Device) -> Re
         mask: Tensor::from_vec(lmask, (b, t - 1), device)?,
         old: Tensor::from_vec(old, (b, t - 1), device)?,
         adv: Tensor::from_vec(adv, b, device)?,
+        quality,
         tokens,
     })
 }
@@ -244,7 +271,9 @@ pub fn optimizer_step(
             .iter()
             .map(|m| {
                 Ok(Some(
-                    model.token_logprobs_at(&m.batch, cfg.temperature)?.detach(),
+                    model
+                        .token_logprobs_masked_at(&m.batch, cfg.temperature)?
+                        .detach(),
                 ))
             })
             .collect::<Result<_>>()?
@@ -264,21 +293,23 @@ pub fn optimizer_step(
         let mut acc = None;
         for (m, r) in micros.iter().zip(&ref_lps) {
             model.set_training(true);
-            let lp = model.token_logprobs_at(&m.batch, cfg.temperature);
+            let lp = model.token_logprobs_entropy_at(&m.batch, cfg.temperature, true);
             model.set_training(false);
-            let lp = lp?;
-            let out = policy_loss(
-                &cfg.loss,
-                &LossInputs {
-                    logp: &lp,
-                    old_logp: if iters > 1 { Some(&m.old) } else { None },
-                    ref_logp: r.as_ref(),
-                    advantages: &m.adv,
-                    mask: &m.mask,
-                    tokens_in_batch: loss_tokens,
-                    num_sequences_in_batch: n_seq,
-                },
-            )?;
+            let (lp, ent) = lp?;
+            let inputs = LossInputs {
+                logp: &lp,
+                old_logp: if iters > 1 { Some(&m.old) } else { None },
+                ref_logp: r.as_ref(),
+                advantages: &m.adv,
+                mask: &m.mask,
+                tokens_in_batch: loss_tokens,
+                num_sequences_in_batch: n_seq,
+            };
+            let mut out = policy_loss(&cfg.loss, &inputs)?;
+            out.stats.entropy = masked_mean(&ent, &m.mask)?;
+            if cfg.grad_share && it == 0 && stats.term_grad_norms.is_empty() {
+                stats.term_grad_norms = term_grad_norms(cfg, m, &inputs, &vars)?;
+            }
             let l = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             if !l.is_finite() {
                 return Err(non_finite(
@@ -326,6 +357,36 @@ pub fn optimizer_step(
     Ok(stats)
 }
 
+/// Each objective term's gradient norm on micro-batch `m` (one backward per term on the
+/// graph of `lp`, the gradients dropped): `policy` (the clipped surrogate with the quality
+/// part of the advantage, all of it without a diversity objective), `diversity` (the rest of
+/// the advantage) when the samples carry a quality part, and `kl` (β·KL) when β > 0.
+fn term_grad_norms(
+    cfg: &StepConfig,
+    m: &Micro,
+    inputs: &LossInputs<'_>,
+    vars: &[candle_core::Var],
+) -> Result<Vec<(String, f64)>> {
+    let diversity;
+    let parts: Vec<(&str, &Tensor)> = match &m.quality {
+        Some(q) => {
+            diversity = (&m.adv - q)?;
+            vec![("policy", q), ("diversity", &diversity)]
+        }
+        None => vec![("policy", &m.adv)],
+    };
+    let terms = policy_loss_terms(&cfg.loss, inputs, &parts)?;
+    let refs: Vec<(&str, &Tensor)> = terms.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let norms = grad_norms(&refs, vars)?;
+    if let Some((name, n)) = norms.iter().find(|(_, n)| !n.is_finite()) {
+        return Err(non_finite(
+            &format!("the gradient norm of the {name} term"),
+            *n,
+        ));
+    }
+    Ok(norms)
+}
+
 /// AdamW settings of the spec with peak LR `lr` (the LR is given per step). The SFT warm-up
 /// always uses AdamW; RL uses `train.optim` through [`AdamW::from_spec`].
 pub fn adamw_config(spec: &Experiment, lr: f64) -> Result<AdamWConfig> {
@@ -338,10 +399,48 @@ pub fn adamw_config(spec: &Experiment, lr: f64) -> Result<AdamWConfig> {
     })
 }
 
-/// The metrics header of a spec's run.
+/// The objective terms whose gradient shares a spec's run logs (none when
+/// `train.grad_share_every` is 0): `policy`, `diversity` with a diversity objective, `kl`
+/// when β > 0.
+pub fn grad_share_terms(spec: &Experiment) -> Vec<&'static str> {
+    if spec.train.grad_share_every == 0 {
+        return Vec::new();
+    }
+    let mut t = vec!["policy"];
+    if spec.train.objective.diversity.is_some() {
+        t.push("diversity");
+    }
+    if spec.train.beta > 0.0 {
+        t.push("kl");
+    }
+    t
+}
+
+/// The metrics header of a spec's run: the fixed and per-reward columns, then
+/// `grad_norm/<term>` and `grad_share/<term>` per [`grad_share_terms`].
 pub fn metrics_header(spec: &Experiment) -> Vec<String> {
     let names: Vec<String> = spec.rewards.keys().cloned().collect();
-    metrics::header(&names, &[])
+    let terms = grad_share_terms(spec);
+    let extra: Vec<String> = ["grad_norm", "grad_share"]
+        .iter()
+        .flat_map(|k| terms.iter().map(move |t| format!("{k}/{t}")))
+        .collect();
+    metrics::header(&names, &extra)
+}
+
+/// `metrics.csv` of a run under [`metrics_header`]; a run started before the gradient-share
+/// columns existed keeps its header (the shares are then only in `events.jsonl`).
+pub fn open_metrics(run: &std::path::Path, spec: &Experiment) -> Result<MetricsCsv> {
+    let path = run.join(metrics::METRICS_FILE);
+    MetricsCsv::open(&path, metrics_header(spec)).or_else(|e| {
+        let names: Vec<String> = spec.rewards.keys().cloned().collect();
+        let legacy = metrics::header(&names, &[]);
+        if path.is_file() && !grad_share_terms(spec).is_empty() {
+            MetricsCsv::open(&path, legacy).map_err(|_| e)
+        } else {
+            Err(e)
+        }
+    })
 }
 
 /// The trainer runtime of this process: created on first use from the run's trainer state
@@ -363,10 +462,7 @@ fn runtime(ctx: &mut StageContext<'_>, model: &Model) -> Result<Runtime> {
         }
         None => TrainerState::fresh(spec.seed),
     };
-    let csv = MetricsCsv::open(
-        &ctx.run_dir.path().join(metrics::METRICS_FILE),
-        metrics_header(spec),
-    )?;
+    let csv = open_metrics(ctx.run_dir.path(), spec)?;
     Ok(Runtime {
         opt,
         state: st,
@@ -396,8 +492,13 @@ fn input_path(ctx: &StageContext<'_>, id: &str, key: &str) -> Result<std::path::
 }
 
 /// The samples of a step: rollouts joined with their advantages (rows without one, or not
-/// `kept` — filtered zero-std groups — are left out).
-pub fn join_samples(scored: &[ScoredRow], advs: &[AdvantageRow]) -> Vec<Sample> {
+/// `kept` — filtered zero-std groups — are left out) and, when given, the quality parts of
+/// the advantages ([`advantage_split::quality_advantages`]).
+pub fn join_samples(
+    scored: &[ScoredRow],
+    advs: &[AdvantageRow],
+    quality: Option<&HashMap<(usize, usize), f64>>,
+) -> Vec<Sample> {
     let by_key: HashMap<(usize, usize), f64> = advs
         .iter()
         .filter(|a| a.kept)
@@ -414,6 +515,11 @@ pub fn join_samples(scored: &[ScoredRow], advs: &[AdvantageRow]) -> Vec<Sample> 
                     completion_ids: ro.completion_ids.clone(),
                     old_logprobs: ro.logprobs.clone(),
                     advantage,
+                    quality_advantage: quality.map(|q| {
+                        q.get(&(ro.prompt_index, ro.index))
+                            .copied()
+                            .unwrap_or(advantage)
+                    }),
                     truncated: ro.finish == FinishReason::Length,
                 })
         })
@@ -488,6 +594,12 @@ pub fn rollout_metrics(scored: &[ScoredRow], reward_names: &[String]) -> BTreeMa
     m
 }
 
+/// Whether global optimizer step `s` (0-based) measures the terms' gradient shares.
+pub fn grad_share_step(spec: &Experiment, s: usize) -> bool {
+    let every = spec.train.grad_share_every;
+    every > 0 && s.is_multiple_of(every)
+}
+
 /// The sampling temperature the loss's log-probs are taken at (1 for greedy sampling).
 fn loss_temperature(spec: &Experiment) -> Result<f64> {
     let t = spec.generate.sampler(None)?.temperature;
@@ -549,7 +661,8 @@ fn train_step(
     let run = ctx.run_dir;
     if rt.state.phase == Phase::Rl && rt.state.step == s + 1 {
         // The step completed but the run stopped before recording it: report it again.
-        rt.csv.write_row(s + 1, &rt.state.last_metrics)?;
+        rt.csv
+            .write_row(s + 1, &csv_row(&rt.csv, &rt.state.last_metrics))?;
         return Ok(output(&rt.state.last_metrics, s + 1, None));
     }
     if rt.state.step != s {
@@ -580,7 +693,13 @@ fn train_step(
     {
         m.insert("frac_reward_zero_std".into(), z);
     }
-    let samples = join_samples(&scored, &advs);
+    let grad_share = grad_share_step(spec, s);
+    let quality = if grad_share {
+        advantage_split::quality_advantages(spec, Some(s), &scored, &advs, ctx.resources)?
+    } else {
+        None
+    };
+    let samples = join_samples(&scored, &advs, quality.as_ref());
     let sched: LrSchedule = spec.lr_schedule_for(total);
     let lr = sched.lr_at(s);
     let dseed = state::dropout_seed(spec.seed, s);
@@ -596,6 +715,7 @@ fn train_step(
         mask_truncated: spec.train.mask_truncated_completions,
         lr,
         dropout_seed: dseed,
+        grad_share,
     };
     let (m, stop) = step_core(ctx, model, rt, m, &samples, &cfg, &sched, s, started)?;
     let done = s + 1;
@@ -648,6 +768,14 @@ pub(crate) fn step_core(
         if let Some(e) = st.entropy {
             m.insert("entropy".into(), e);
         }
+        let total: f64 = st.term_grad_norms.iter().map(|(_, n)| n).sum();
+        for (term, n) in &st.term_grad_norms {
+            m.insert(format!("grad_norm/{term}"), *n);
+            m.insert(
+                format!("grad_share/{term}"),
+                if total > 0.0 { n / total } else { 0.0 },
+            );
+        }
         m.insert("clip_ratio/low_mean".into(), st.clip_low);
         m.insert("clip_ratio/high_mean".into(), st.clip_high);
         m.insert("clip_ratio/region_mean".into(), st.clip_region);
@@ -674,7 +802,7 @@ pub(crate) fn step_core(
     rt.state.data_cursor = done;
     rt.state.last_metrics = m.clone();
     state::save(run, &mut rt.state, model, Some(&rt.opt))?;
-    rt.csv.write_row(done, &m)?;
+    rt.csv.write_row(done, &csv_row(&rt.csv, &m))?;
     ctx.events.emit(
         Some(&ctx.instance.id),
         "train_step",
@@ -706,6 +834,18 @@ pub(crate) fn step_core(
         }
     }
     Ok((m, stop))
+}
+
+/// The step's metrics for `metrics.csv`: all of them, less the gradient-share columns when
+/// the file predates them (see [`open_metrics`]).
+fn csv_row(csv: &MetricsCsv, m: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    m.iter()
+        .filter(|(k, _)| {
+            !(k.starts_with("grad_norm/") || k.starts_with("grad_share/"))
+                || csv.header().contains(k)
+        })
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
 }
 
 fn rel(run: &crate::run::RunDir, p: &std::path::Path) -> String {

@@ -96,8 +96,10 @@ pub struct LossStats {
     pub clip_high: f64,
     /// Fraction clipped either way.
     pub clip_region: f64,
-    /// Mean token entropy. Always `None`: it needs the full distribution, and the fused
-    /// log-prob op only produces the chosen tokens' log-probs.
+    /// Mean entropy of the policy's next-token distribution (at the sampling temperature)
+    /// over masked tokens (TRL's `entropy`). [`policy_loss`] leaves it `None` (it only sees the
+    /// chosen tokens' log-probs); the train stage fills it from
+    /// `Model::token_logprobs_entropy_at`, computed in the LM head's forward.
     pub entropy: Option<f64>,
     /// Masked (counted) tokens in the micro-batch.
     pub tokens: f64,
@@ -169,14 +171,121 @@ fn check_inputs(cfg: &LossConfig, inp: &LossInputs<'_>) -> Result<(usize, usize)
     Ok((b, t))
 }
 
+/// The pieces the loss is a linear combination of: the surrogate `r` (or its clipped
+/// constant) per token or sequence, which multiplies the advantage, and the k3 KL per token.
+struct Parts {
+    /// `[b, t]` or `[b, 1]`: `coef·sel + clipped_const` (the min's choice made with the total
+    /// advantage).
+    surrogate: Tensor,
+    /// `[b, t]` k3 KL, when reference log-probs were given.
+    kl: Option<Tensor>,
+    /// `[b, t]` mask in the log-probs' dtype.
+    mask: Tensor,
+    /// `[b, 1]` masked tokens per sequence.
+    tok_per_seq: Tensor,
+    /// Sequences in the micro-batch.
+    b: usize,
+    /// The statistics (entropy left `None`).
+    stats: LossStats,
+}
+
 /// The clipped-surrogate policy loss (plus β·KL) for one micro-batch.
 pub fn policy_loss(cfg: &LossConfig, inp: &LossInputs<'_>) -> Result<LossOutput> {
+    let p = parts(cfg, inp)?;
+    let adv = inp
+        .advantages
+        .to_dtype(inp.logp.dtype())?
+        .reshape((p.b, 1))?;
+    let mut per_token = p.surrogate.broadcast_mul(&adv)?.neg()?; // [b, t] or [b, 1]
+    if let (Some(kl), true) = (&p.kl, cfg.beta > 0.0) {
+        per_token = per_token.broadcast_add(&(kl * cfg.beta)?)?;
+    }
+    let masked = per_token.broadcast_mul(&p.mask)?; // [b, t]
+    Ok(LossOutput {
+        loss: aggregate(cfg, inp, &p, &masked)?,
+        stats: p.stats,
+    })
+}
+
+/// The loss split into its terms, for measuring each one's gradient (see
+/// [`crate::train::diversity::grad_norms`]): one policy term per advantage part
+/// (`(name, [b] advantages)`, which must sum to `inp.advantages`), each
+/// `aggregate(−surrogate·Â_part)`, then `("kl", aggregate(β·KL))` when β > 0. Where the
+/// clipped surrogate's `min` binds is decided with the total advantage, so the terms are
+/// linear in the parts and sum to [`policy_loss`] (to rounding), and so do their gradients.
+pub fn policy_loss_terms(
+    cfg: &LossConfig,
+    inp: &LossInputs<'_>,
+    advantage_parts: &[(&str, &Tensor)],
+) -> Result<Vec<(String, Tensor)>> {
+    let p = parts(cfg, inp)?;
+    let dt = inp.logp.dtype();
+    let total: Vec<f64> = inp.advantages.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    let mut sum = vec![0f64; total.len()];
+    let mut terms = Vec::with_capacity(advantage_parts.len() + 1);
+    for (name, a) in advantage_parts {
+        check_shape(&format!("advantage part {name}"), a, &[p.b])?;
+        for (s, x) in sum
+            .iter_mut()
+            .zip(a.to_dtype(DType::F64)?.to_vec1::<f64>()?)
+        {
+            *s += x;
+        }
+        let a = a.to_dtype(dt)?.reshape((p.b, 1))?;
+        let masked = p
+            .surrogate
+            .broadcast_mul(&a)?
+            .neg()?
+            .broadcast_mul(&p.mask)?;
+        terms.push((name.to_string(), aggregate(cfg, inp, &p, &masked)?));
+    }
+    if let Some((i, (s, t))) = sum
+        .iter()
+        .zip(&total)
+        .enumerate()
+        .find(|(_, (s, t))| (*s - *t).abs() > 1e-5 * t.abs().max(1.0))
+    {
+        return Err(Error::Other(format!(
+            "policy loss terms: the advantage parts of sequence {i} sum to {s}, not to its \
+             advantage {t}"
+        )));
+    }
+    if let (Some(kl), true) = (&p.kl, cfg.beta > 0.0) {
+        let masked = (kl * cfg.beta)?.broadcast_mul(&p.mask)?;
+        terms.push(("kl".to_string(), aggregate(cfg, inp, &p, &masked)?));
+    }
+    Ok(terms)
+}
+
+/// `masked` (`[b, t]` per-token loss, already masked) reduced per `cfg.loss_type`.
+fn aggregate(cfg: &LossConfig, inp: &LossInputs<'_>, p: &Parts, masked: &Tensor) -> Result<Tensor> {
+    let (b, tokens) = (p.b, p.stats.tokens);
+    Ok(match cfg.loss_type {
+        LossType::Grpo => masked
+            .sum_keepdim(1)?
+            .div(&p.tok_per_seq.clamp(1.0, f64::INFINITY)?)?
+            .sum_all()?
+            .affine(1.0 / inp.num_sequences_in_batch, 0.0)?,
+        LossType::Bnpo => masked.sum_all()?.affine(
+            b as f64 / (tokens.max(1.0) * inp.num_sequences_in_batch),
+            0.0,
+        )?,
+        LossType::DrGrpo => masked.sum_all()?.affine(
+            1.0 / (inp.num_sequences_in_batch * cfg.max_completion_length as f64),
+            0.0,
+        )?,
+        LossType::Dapo => masked
+            .sum_all()?
+            .affine(1.0 / inp.tokens_in_batch.max(1.0), 0.0)?,
+    })
+}
+
+fn parts(cfg: &LossConfig, inp: &LossInputs<'_>) -> Result<Parts> {
     let (b, _t) = check_inputs(cfg, inp)?;
     let logp = inp.logp;
     let dt = logp.dtype();
     let dev = logp.device();
     let mask = inp.mask.to_dtype(dt)?;
-    let adv = inp.advantages.to_dtype(dt)?.reshape((b, 1))?;
     let old = match inp.old_logp {
         Some(o) => o.to_dtype(dt)?.detach(),
         None => logp.detach(),
@@ -238,10 +347,10 @@ pub fn policy_loss(cfg: &LossConfig, inp: &LossInputs<'_>) -> Result<LossOutput>
     let sel = Tensor::from_vec(sel, (b, cols), dev)?.to_dtype(dt)?;
     let clipped_const = Tensor::from_vec(clipped_const, (b, cols), dev)?.to_dtype(dt)?;
     let surrogate = ((&coef * &sel)? + clipped_const)?;
-    let mut per_token = surrogate.broadcast_mul(&adv)?.neg()?; // [b, t] or [b, 1]
 
     let mut kl_mean = 0.0;
     let tokens = m_vals.iter().flatten().sum::<f64>();
+    let mut kl_t = None;
     if let Some(r) = inp.ref_logp {
         let delta = ((r.to_dtype(dt)?.detach() - logp)? * &mask)?;
         let kl = ((delta.exp()? - &delta)? - 1.0)?;
@@ -250,33 +359,15 @@ pub fn policy_loss(cfg: &LossConfig, inp: &LossInputs<'_>) -> Result<LossOutput>
             .to_dtype(DType::F64)?
             .to_scalar::<f64>()?
             / tokens.max(1.0);
-        if cfg.beta > 0.0 {
-            per_token = per_token.broadcast_add(&(kl * cfg.beta)?)?;
-        }
+        kl_t = Some(kl);
     }
-    let masked = per_token.broadcast_mul(&mask)?; // [b, t]
-
-    let loss = match cfg.loss_type {
-        LossType::Grpo => masked
-            .sum_keepdim(1)?
-            .div(&tok_per_seq.clamp(1.0, f64::INFINITY)?)?
-            .sum_all()?
-            .affine(1.0 / inp.num_sequences_in_batch, 0.0)?,
-        LossType::Bnpo => masked.sum_all()?.affine(
-            b as f64 / (tokens.max(1.0) * inp.num_sequences_in_batch),
-            0.0,
-        )?,
-        LossType::DrGrpo => masked.sum_all()?.affine(
-            1.0 / (inp.num_sequences_in_batch * cfg.max_completion_length as f64),
-            0.0,
-        )?,
-        LossType::Dapo => masked
-            .sum_all()?
-            .affine(1.0 / inp.tokens_in_batch.max(1.0), 0.0)?,
-    };
     let frac = |n: f64| if n_weight > 0.0 { n / n_weight } else { 0.0 };
-    Ok(LossOutput {
-        loss,
+    Ok(Parts {
+        surrogate,
+        kl: kl_t,
+        mask,
+        tok_per_seq,
+        b,
         stats: LossStats {
             kl: kl_mean,
             clip_low: frac(n_low),
@@ -287,6 +378,25 @@ pub fn policy_loss(cfg: &LossConfig, inp: &LossInputs<'_>) -> Result<LossOutput>
             clip_weight: n_weight,
         },
     })
+}
+
+/// Mean of `values` over the non-zero entries of `mask` (`[b, t]` both; mask weights, as in
+/// TRL's masked means); `None` for an empty mask (nothing to average).
+pub fn masked_mean(values: &Tensor, mask: &Tensor) -> Result<Option<f64>> {
+    if values.dims() != mask.dims() {
+        return Err(Error::Other(format!(
+            "masked mean: values {:?} and mask {:?} differ in shape",
+            values.dims(),
+            mask.dims()
+        )));
+    }
+    let v = values.to_dtype(DType::F64)?;
+    let m = mask.to_dtype(DType::F64)?;
+    let n = m.sum_all()?.to_scalar::<f64>()?;
+    if n <= 0.0 {
+        return Ok(None);
+    }
+    Ok(Some((v * m)?.sum_all()?.to_scalar::<f64>()? / n))
 }
 
 /// Mean negative log-likelihood over masked tokens (`logp`, `mask`: `[b, t]`). An empty mask

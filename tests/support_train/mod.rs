@@ -141,7 +141,13 @@ pub fn scored_rows(seed: u64, step: usize) -> Vec<ScoredRow> {
                     prompt_index: p,
                     index: i,
                     prompt: String::new(),
-                    completion: String::new(),
+                    // a text over 3 words (so groups repeat bigrams and text diversity
+                    // measures have something to tell apart)
+                    completion: completion_ids
+                        .iter()
+                        .map(|i| format!("w{}", i % 3))
+                        .collect::<Vec<_>>()
+                        .join(" "),
                     prompt_ids: prompt_ids.clone(),
                     completion_ids,
                     logprobs: vec![-3.0; clen],

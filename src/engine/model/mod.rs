@@ -367,7 +367,9 @@ impl Model {
     /// the distribution rollouts are sampled from and whose log-probs they record (as TRL
     /// scales logits by the sampling temperature in its loss).
     pub fn token_logprobs_at(&self, batch: &TrainBatch, temperature: f64) -> crate::Result<Tensor> {
-        self.token_logprobs_impl(batch, temperature, false)
+        Ok(self
+            .token_logprobs_impl(batch, temperature, false, false)?
+            .0)
     }
 
     /// [`Model::token_logprobs_at`] computed only where `batch.completion_mask[:, 1:]` is
@@ -379,15 +381,33 @@ impl Model {
         batch: &TrainBatch,
         temperature: f64,
     ) -> crate::Result<Tensor> {
-        self.token_logprobs_impl(batch, temperature, true)
+        Ok(self.token_logprobs_impl(batch, temperature, true, false)?.0)
     }
 
+    /// [`Model::token_logprobs_at`] (all rows) or [`Model::token_logprobs_masked_at`]
+    /// (`masked`: only where `completion_mask[:, 1:]` is non-zero) together with the entropy
+    /// `H = −Σ_v p_v ln p_v` of each position's temperature-scaled next-token distribution
+    /// (TRL's `entropy`), `[b, t-1]` f32, detached. The fused LM-head op computes it in its
+    /// forward from the softmax it forms anyway; skipped rows come out 0.
+    pub fn token_logprobs_entropy_at(
+        &self,
+        batch: &TrainBatch,
+        temperature: f64,
+        masked: bool,
+    ) -> crate::Result<(Tensor, Tensor)> {
+        let (lp, h) = self.token_logprobs_impl(batch, temperature, masked, true)?;
+        let h = h.ok_or_else(|| crate::Error::Model("the entropy was not computed".into()))?;
+        Ok((lp, h))
+    }
+
+    /// The log-probs `[b, t-1]`, and their rows' entropies when `entropy`.
     fn token_logprobs_impl(
         &self,
         batch: &TrainBatch,
         temperature: f64,
         masked: bool,
-    ) -> crate::Result<Tensor> {
+        entropy: bool,
+    ) -> crate::Result<(Tensor, Option<Tensor>)> {
         if !(temperature > 0.0 && temperature.is_finite()) {
             return Err(crate::Error::Model(format!(
                 "temperature must be positive and finite, got {temperature}"
@@ -423,24 +443,42 @@ impl Model {
             hidden = hidden.index_select(idx, 0)?;
             targets = targets.index_select(idx, 0)?;
         }
-        let lp = if self.full_finetune {
+        let (lp, ent) = if self.full_finetune {
             // The head is trainable here, so compose from primitives (the fused op treats the
             // head as frozen).
             let logits = hidden
                 .to_dtype(DType::F32)?
                 .matmul(&self.lm_head().to_dtype(DType::F32)?.t()?)?;
             let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-            lsm.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?
+            let ent = if entropy {
+                Some(ops::entropy_from_logits(&logits)?)
+            } else {
+                None
+            };
+            (lsm.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?, ent)
+        } else if entropy {
+            let (lp, h) = ops::token_logprobs_with_entropy(&hidden, self.lm_head(), &targets)?;
+            (lp, Some(h))
         } else {
-            ops::token_logprobs(&hidden, self.lm_head(), &targets)?
+            (
+                ops::token_logprobs(&hidden, self.lm_head(), &targets)?,
+                None,
+            )
         };
-        let lp = match &keep {
-            Some(idx) => {
-                Tensor::zeros(b * (t - 1), lp.dtype(), lp.device())?.index_add(idx, &lp, 0)?
-            }
-            None => lp,
+        let scatter = |x: Tensor| -> crate::Result<Tensor> {
+            let x = match &keep {
+                Some(idx) => {
+                    Tensor::zeros(b * (t - 1), x.dtype(), x.device())?.index_add(idx, &x, 0)?
+                }
+                None => x,
+            };
+            Ok(x.reshape((b, t - 1))?)
         };
-        Ok(lp.reshape((b, t - 1))?)
+        let ent = match ent {
+            Some(h) => Some(scatter(h.to_dtype(DType::F32)?)?),
+            None => None,
+        };
+        Ok((scatter(lp)?, ent))
     }
 
     /// The trainable parameters (LoRA A/B, or all weights under full fine-tuning).

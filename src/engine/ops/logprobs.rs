@@ -4,9 +4,16 @@
 //! `chunk_rows`, so memory is `O(chunk_rows × vocab)`. Backward, per chunk, recomputes the
 //! logits and forms `dh = ((onehot(t) − softmax) ⊙ dy) · head`; the log-sum-exp comes back
 //! from the forward's output (`lse = logit[t] − y`). `head` and `targets` get no gradient.
+//!
+//! [`token_logprobs_with_entropy`] also returns each row's entropy `H = lse − Σ p·logit` of
+//! the same distribution, from the `exp(row − max)` the forward computes anyway (one row copy
+//! and one dot product per row on top of the log-sum-exp; the LM-head matmul dominates). The
+//! entropy is a logged statistic: it carries no gradient.
+
+use std::sync::{Arc, Mutex};
 
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
 use super::cpu::{mat, matmul, slice, Mat, Real, View};
@@ -15,6 +22,13 @@ use super::cpu::{mat, matmul, slice, Mat, Real, View};
 /// f32 or f64), `targets: [...]` u32 contiguous. Output `[...]` in the hidden dtype.
 pub(crate) struct TokenLogprobs {
     pub chunk_rows: usize,
+}
+
+/// [`TokenLogprobs`] that also writes each row's entropy (f64, in row order) to `sink` during
+/// the forward. Same output and backward.
+struct TokenLogprobsEntropy {
+    inner: TokenLogprobs,
+    sink: Arc<Mutex<Vec<f64>>>,
 }
 
 const NAME: &str = "fused-token-logprobs";
@@ -30,15 +44,32 @@ fn geom(h: &Shape, head: &Shape, t: &Shape) -> Result<(usize, usize, usize)> {
     Ok((t.elem_count(), d, v))
 }
 
+fn row_max<T: Real>(row: &[T]) -> T {
+    row.iter()
+        .fold(T::neg_infinity(), |m, &x| if x > m { x } else { m })
+}
+
 /// `log Σ exp(row)`; overwrites `row` with `exp(row − max)`.
 fn log_sum_exp<T: Real>(row: &mut [T]) -> T {
-    let max = row
-        .iter()
-        .fold(T::neg_infinity(), |m, &x| if x > m { x } else { m });
+    let max = row_max(row);
     max + T::exp_shift_sum(row, max).ln()
 }
 
+/// Entropy of `softmax(row)` given `e = exp(row − max)`, the original `row`, its `max` and
+/// `s = Σ e`: `H = −Σ p·ln p = ln s − Σ e·(row − max) / s` (accumulated in f64).
+fn entropy_of<T: Real>(e: &[T], row: &[T], max: T, s: T) -> f64 {
+    let max = max.to_f64();
+    let s = s.to_f64();
+    let dot: f64 = e
+        .iter()
+        .zip(row)
+        .map(|(&ei, &li)| ei.to_f64() * (li.to_f64() - max))
+        .sum();
+    s.ln() - dot / s
+}
+
 impl TokenLogprobs {
+    /// The log-probs, and each row's entropy when `entropy` is set.
     fn forward<T: Real>(
         &self,
         h: &[T],
@@ -46,24 +77,41 @@ impl TokenLogprobs {
         tg: &[u32],
         d: usize,
         v: usize,
-    ) -> Result<Vec<T>> {
+        entropy: bool,
+    ) -> Result<(Vec<T>, Vec<f64>)> {
         let n = tg.len();
         let chunk = self.chunk_rows.max(1);
         let mut out = vec![T::zero(); n];
+        let mut ent = vec![0f64; if entropy { n } else { 0 }];
         let mut logits = vec![T::zero(); chunk.min(n) * v];
         for (c, out) in out.chunks_mut(chunk).enumerate() {
             let (r0, m) = (c * chunk, out.len());
             let logits = &mut logits[..m * v];
             matmul(m, v, d, logits, Mat::rows(&h[r0 * d..], d), head.t())?;
-            out.par_iter_mut()
+            let rows = out
+                .par_iter_mut()
                 .zip(logits.par_chunks_mut(v))
-                .zip(&tg[r0..r0 + m])
-                .for_each(|((o, row), &t)| {
+                .zip(&tg[r0..r0 + m]);
+            if entropy {
+                rows.zip(&mut ent[r0..r0 + m]).for_each_init(
+                    || vec![T::zero(); v],
+                    |copy, (((o, row), &t), h)| {
+                        let picked = row[t as usize];
+                        let max = row_max(row);
+                        copy.copy_from_slice(row);
+                        let sum = T::exp_shift_sum(row, max);
+                        *h = entropy_of(row, copy, max, sum);
+                        *o = picked - (max + sum.ln());
+                    },
+                );
+            } else {
+                rows.for_each(|((o, row), &t)| {
                     let picked = row[t as usize];
                     *o = picked - log_sum_exp(row);
                 });
+            }
         }
-        Ok(out)
+        Ok((out, ent))
     }
 
     /// Rows whose upstream gradient is zero (the prompt and padding positions the loss masks
@@ -122,6 +170,51 @@ fn check_targets(tg: &[u32], v: usize) -> Result<()> {
     }
 }
 
+impl TokenLogprobs {
+    /// The forward on CPU storages: the log-probs, and the rows' entropies when `entropy`.
+    #[allow(clippy::too_many_arguments)]
+    fn cpu_forward(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+        entropy: bool,
+    ) -> Result<(CpuStorage, Shape, Vec<f64>)> {
+        let (_, d, v) = geom(l1.shape(), l2.shape(), l3.shape())?;
+        let tg: &[u32] = slice(s3, l3, NAME)?;
+        check_targets(tg, v)?;
+        let (y, ent) = match s1.dtype() {
+            DType::F32 => {
+                let (y, e) = self.forward::<f32>(
+                    slice(s1, l1, NAME)?,
+                    mat(s2, l2, NAME)?,
+                    tg,
+                    d,
+                    v,
+                    entropy,
+                )?;
+                (CpuStorage::F32(y), e)
+            }
+            DType::F64 => {
+                let (y, e) = self.forward::<f64>(
+                    slice(s1, l1, NAME)?,
+                    mat(s2, l2, NAME)?,
+                    tg,
+                    d,
+                    v,
+                    entropy,
+                )?;
+                (CpuStorage::F64(y), e)
+            }
+            dt => bail!("{NAME}: unsupported dtype {dt:?}"),
+        };
+        Ok((y, l3.shape().clone(), ent))
+    }
+}
+
 impl CustomOp3 for TokenLogprobs {
     fn name(&self) -> &'static str {
         NAME
@@ -136,27 +229,8 @@ impl CustomOp3 for TokenLogprobs {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (_, d, v) = geom(l1.shape(), l2.shape(), l3.shape())?;
-        let tg: &[u32] = slice(s3, l3, NAME)?;
-        check_targets(tg, v)?;
-        let y = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(self.forward::<f32>(
-                slice(s1, l1, NAME)?,
-                mat(s2, l2, NAME)?,
-                tg,
-                d,
-                v,
-            )?),
-            DType::F64 => CpuStorage::F64(self.forward::<f64>(
-                slice(s1, l1, NAME)?,
-                mat(s2, l2, NAME)?,
-                tg,
-                d,
-                v,
-            )?),
-            dt => bail!("{NAME}: unsupported dtype {dt:?}"),
-        };
-        Ok((y, l3.shape().clone()))
+        let (y, shape, _) = self.cpu_forward(s1, l1, s2, l2, s3, l3, false)?;
+        Ok((y, shape))
     }
 
     fn bwd(
@@ -199,6 +273,100 @@ impl CustomOp3 for TokenLogprobs {
         };
         Ok((Some(dh), None, None))
     }
+}
+
+impl CustomOp3 for TokenLogprobsEntropy {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (y, shape, ent) = self.inner.cpu_forward(s1, l1, s2, l2, s3, l3, true)?;
+        match self.sink.lock() {
+            Ok(mut sink) => *sink = ent,
+            Err(_) => bail!("{NAME}: the entropy buffer's lock is poisoned"),
+        }
+        Ok((y, shape))
+    }
+
+    fn bwd(
+        &self,
+        h: &Tensor,
+        head: &Tensor,
+        targets: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        self.inner.bwd(h, head, targets, y, dy)
+    }
+}
+
+/// [`super::token_logprobs`] and each row's entropy `H = −Σ_v p_v ln p_v` of the same
+/// distribution `softmax(hidden · headᵀ)` (pass `hidden / T` for temperature `T`). Returns
+/// `(logprobs, entropy)`, both shaped like `targets`, in the log-probs' dtype; the entropy is
+/// detached (a statistic, no gradient). On CPU the fused op computes it in its forward; on
+/// other devices it comes from [`entropy_from_logits`] of the full logits.
+pub fn token_logprobs_with_entropy(
+    hidden: &Tensor,
+    head: &Tensor,
+    targets: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    if !hidden.device().is_cpu() {
+        let lp = super::reference::token_logprobs(hidden, head, targets)?;
+        let logits = hidden
+            .detach()
+            .to_dtype(super::kernel_dtype(hidden.dtype()))?
+            .matmul(
+                &head
+                    .detach()
+                    .to_dtype(super::kernel_dtype(hidden.dtype()))?
+                    .t()?,
+            )?;
+        let h = entropy_from_logits(&logits)?.to_dtype(lp.dtype())?;
+        return Ok((lp, h.reshape(targets.shape())?));
+    }
+    let kt = super::kernel_dtype(hidden.dtype());
+    let sink = Arc::new(Mutex::new(Vec::new()));
+    let op = TokenLogprobsEntropy {
+        inner: TokenLogprobs {
+            chunk_rows: super::LOGPROB_CHUNK_ROWS,
+        },
+        sink: sink.clone(),
+    };
+    let lp = super::prep(hidden, kt)?.apply_op3(
+        &head.to_dtype(kt)?,
+        &super::prep(targets, DType::U32)?,
+        op,
+    )?;
+    let ent = match sink.lock() {
+        Ok(mut e) => std::mem::take(&mut *e),
+        Err(_) => bail!("{NAME}: the entropy buffer's lock is poisoned"),
+    };
+    if ent.len() != lp.elem_count() {
+        bail!(
+            "{NAME}: the forward produced {} entropies for {} rows",
+            ent.len(),
+            lp.elem_count()
+        );
+    }
+    let h = Tensor::from_vec(ent, lp.shape(), lp.device())?.to_dtype(lp.dtype())?;
+    Ok((lp, h))
+}
+
+/// Entropy of `softmax(logits)` over the last dimension, `[..., vocab] → [...]`, composed
+/// from candle primitives and detached: `H = −Σ p·log_softmax`.
+pub fn entropy_from_logits(logits: &Tensor) -> Result<Tensor> {
+    let logits = logits.detach();
+    let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    (lsm.exp()? * &lsm)?.sum(D::Minus1)?.neg()
 }
 
 #[cfg(test)]
@@ -269,5 +437,112 @@ mod tests {
         let head = rand(75, &[5, 4], 1.0, DType::F32);
         let t = Tensor::new(&[1u32, 5], &Device::Cpu).unwrap();
         assert!(token_logprobs(&h, &head, &t).is_err());
+    }
+}
+
+#[cfg(test)]
+mod entropy_tests {
+    use super::super::check::{assert_close, rand};
+    use super::super::{token_logprobs, LOGPROB_CHUNK_ROWS};
+    use super::{entropy_from_logits, token_logprobs_with_entropy};
+    use candle_core::{DType, Device, Tensor};
+
+    fn targets(n: usize, v: u32) -> Tensor {
+        let t: Vec<u32> = (0..n as u32).map(|i| (i * 5 + 1) % v).collect();
+        Tensor::from_vec(t, n, &Device::Cpu).unwrap()
+    }
+
+    /// By hand: uniform logits (0, 0, 0) give `ln 3`; logits (0, ln 3, 0) give p = (⅕, ⅗, ⅕),
+    /// `H = −(2·⅕ ln ⅕ + ⅗ ln ⅗)`; two tokens with logits (0, ln 3) give p = (¼, ¾),
+    /// `H = −(¼ ln ¼ + ¾ ln ¾) = 0.5623351446188083`; a row with all mass on one token ≈ 0.
+    #[test]
+    fn entropy_by_hand() {
+        let dev = Device::Cpu;
+        // logits = hidden · headᵀ: hidden (0, 0) → (0, 0, 0); hidden (1, 0) → (0, ln 3, 0)
+        let head = Tensor::new(&[[0.0f64, 0.0], [3f64.ln(), 0.0], [0.0, 0.0]], &dev).unwrap();
+        let h = Tensor::new(&[[0.0f64, 0.0], [1.0, 0.0]], &dev).unwrap();
+        let t = Tensor::new(&[0u32, 1], &dev).unwrap();
+        let (lp, e) = token_logprobs_with_entropy(&h, &head, &t).unwrap();
+        let e = e.to_vec1::<f64>().unwrap();
+        // row 0: logits (0, 0, 0) → ln 3; row 1: (0, ln 3, 0) → p = (1/5, 3/5, 1/5)
+        let want1 = -(2.0 * 0.2 * 0.2f64.ln() + 0.6 * 0.6f64.ln());
+        assert!((e[0] - 3f64.ln()).abs() < 1e-14, "{}", e[0]);
+        assert!((e[1] - want1).abs() < 1e-14, "{} vs {want1}", e[1]);
+        let lp = lp.to_vec1::<f64>().unwrap();
+        assert!((lp[1] - 0.6f64.ln()).abs() < 1e-14);
+        // two tokens (¼, ¾)
+        let two = Tensor::new(&[[0.0f64, 3f64.ln()]], &dev).unwrap();
+        let h2 = entropy_from_logits(&two).unwrap().to_vec1::<f64>().unwrap();
+        assert!((h2[0] - 0.5623351446188083).abs() < 1e-14);
+        // a peaked row: entropy ≈ 0, never negative beyond rounding
+        let peak = Tensor::new(&[[1.0f64, 0.0]], &dev).unwrap();
+        let head2 = Tensor::new(&[[200.0f64, 0.0], [0.0, 0.0]], &dev).unwrap();
+        let (_, e) =
+            token_logprobs_with_entropy(&peak, &head2, &Tensor::new(&[0u32], &dev).unwrap())
+                .unwrap();
+        let e = e.to_vec1::<f64>().unwrap()[0];
+        assert!(e.abs() < 1e-80, "{e}");
+    }
+
+    /// The fused entropy equals the reference from the full logits, in f64 and f32, over
+    /// more rows than one chunk (a partial last chunk), with unchanged log-probs.
+    #[test]
+    fn fused_entropy_matches_full_logits_reference() {
+        let (d, v) = (6, 37);
+        let n = LOGPROB_CHUNK_ROWS + 9;
+        for (dt, rtol) in [(DType::F64, 1e-12), (DType::F32, 2e-5)] {
+            let h = rand(80, &[n, d], 2.0, dt);
+            let head = rand(81, &[v, d], 2.0, dt);
+            let t = targets(n, v as u32);
+            let (lp, e) = token_logprobs_with_entropy(&h, &head, &t).unwrap();
+            assert_eq!(e.dims(), [n]);
+            assert_eq!(e.dtype(), lp.dtype());
+            let plain = token_logprobs(&h, &head, &t).unwrap();
+            // the same kernel: identical log-probs
+            assert_eq!(
+                lp.to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap(),
+                plain
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap()
+            );
+            let logits = h
+                .to_dtype(DType::F64)
+                .unwrap()
+                .matmul(&head.to_dtype(DType::F64).unwrap().t().unwrap())
+                .unwrap();
+            let want = entropy_from_logits(&logits).unwrap();
+            assert_close(&e, &want, rtol, rtol, "entropy");
+            // bounded by ln V
+            let max = e.max(0).unwrap().to_dtype(DType::F64).unwrap();
+            assert!(max.to_scalar::<f64>().unwrap() <= (v as f64).ln() + 1e-6);
+        }
+    }
+
+    /// The entropy output carries no gradient, and the log-probs' gradient is unchanged.
+    #[test]
+    fn entropy_has_no_gradient_and_leaves_the_logprob_gradient_alone() {
+        use candle_core::Var;
+        let (n, d, v) = (5, 4, 9);
+        let h = Var::from_tensor(&rand(82, &[n, d], 1.0, DType::F64)).unwrap();
+        let head = rand(83, &[v, d], 1.0, DType::F64);
+        let t = targets(n, v as u32);
+        let (lp, e) = token_logprobs_with_entropy(h.as_tensor(), &head, &t).unwrap();
+        assert!(!e.track_op());
+        let g = lp.sum_all().unwrap().backward().unwrap();
+        let g0 = token_logprobs(h.as_tensor(), &head, &t)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert_close(
+            g.get(h.as_tensor()).unwrap(),
+            g0.get(h.as_tensor()).unwrap(),
+            0.0,
+            0.0,
+            "gradient",
+        );
     }
 }

@@ -33,6 +33,8 @@ mod graph_tests;
 
 use candle_core::{DType, Result, Tensor, D};
 
+pub use logprobs::{entropy_from_logits, token_logprobs_with_entropy};
+
 /// Rows per chunk of [`token_logprobs`]: `128 × vocab` f32 logits (25 MB at vocab 49,152).
 pub const LOGPROB_CHUNK_ROWS: usize = 128;
 

@@ -21,8 +21,8 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::{
-    input_path, join_samples, loss_temperature, output, rel, rollout_metrics, step_core, Runtime,
-    StepConfig,
+    advantage_split, grad_share_step, input_path, join_samples, loss_temperature, output, rel,
+    rollout_metrics, step_core, Runtime, StepConfig,
 };
 use crate::data::order::mix;
 use crate::data::step_batch;
@@ -132,6 +132,7 @@ pub fn train_partition(
     let mut rewards = Vec::new();
     let mut kls = Vec::new();
     let mut stop = None;
+    let mut quality = None;
     for k in (at - base)..steps {
         let started = Instant::now();
         let picked: BTreeSet<usize> = step_batch(groups.len(), per_step, date_seed, k, true)
@@ -147,8 +148,14 @@ pub fn train_partition(
         if let Some(z) = zero_std {
             m.insert("frac_reward_zero_std".into(), z);
         }
-        let samples = join_samples(&rows, &advs);
         let s = base + k;
+        let grad_share = grad_share_step(spec, s);
+        if grad_share && quality.is_none() {
+            // Over the whole partition, as the rank stage ranked it.
+            quality =
+                advantage_split::quality_advantages(spec, None, &scored, &advs, ctx.resources)?;
+        }
+        let samples = join_samples(&rows, &advs, quality.as_ref().filter(|_| grad_share));
         let cfg = StepConfig {
             loss: LossConfig::from_spec(&spec.train, max_len),
             temperature,
@@ -158,6 +165,7 @@ pub fn train_partition(
             mask_truncated: spec.train.mask_truncated_completions,
             lr: sched.lr_at(k),
             dropout_seed: state::dropout_seed(spec.seed, s),
+            grad_share,
         };
         let (metrics, st) = step_core(ctx, model, rt, m, &samples, &cfg, &sched, s, started)?;
         if let Some(r) = metrics.get("reward") {
