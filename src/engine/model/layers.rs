@@ -105,8 +105,17 @@ impl Attention {
         let q = ops::rope(&q.transpose(1, 2)?.contiguous()?, &rope.cos, &rope.sin)?;
         let k = ops::rope(&k.transpose(1, 2)?.contiguous()?, &rope.cos, &rope.sin)?;
         let v = v.transpose(1, 2)?.contiguous()?;
+        let scale = 1.0 / (hd as f64).sqrt();
         let (k, v) = match cache {
-            Some((c, layer)) => c.append(layer, &k, &v)?,
+            Some((c, layer)) => {
+                let (k, v) = c.append(layer, &k, &v)?;
+                if x.device().is_cpu() {
+                    // Sampling: the fused kernel reads the cache in place (no backward needed).
+                    let y = ops::cached_attention(&q, &k, &v, scale)?;
+                    return self.o_proj.forward(&y.to_dtype(x.dtype())?, dropout);
+                }
+                (k, v)
+            }
             None => (k, v),
         };
         let kv_len = k.dim(2)?;
@@ -116,7 +125,6 @@ impl Attention {
             k.to_dtype(DType::F32)?,
             v.to_dtype(DType::F32)?,
         );
-        let scale = 1.0 / (hd as f64).sqrt();
         let rep = h / kvh;
         // GQA without repeating K/V: the `rep` query heads of a KV group are adjacent, so
         // `q: [b, h, t, hd]` is `[b, kvh, rep·t, hd]` as it is, and one matmul per group covers

@@ -17,6 +17,7 @@
 //! (`Tensor::track_op`), so frozen tensors cost neither compute nor gradient-store memory;
 //! `frozen_linear`'s weight, `token_logprobs`' head and RoPE's cos/sin never get one.
 
+mod attention;
 mod cpu;
 mod linear;
 mod logprobs;
@@ -118,6 +119,24 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     let kt = kernel_dtype(gate.dtype());
     let y = prep(gate, kt)?.apply_op2(&prep(up, kt)?, swiglu::SwiGlu)?;
     y.to_dtype(gate.dtype())
+}
+
+/// Attention of `q: [b, h, t, hd]` over cached `k, v: [b, kvh, kv, hd]` (prefix views of the
+/// cache are read in place; `h` a multiple of `kvh`), causal with the queries at the last `t`
+/// positions, scores scaled by `scale`. Returns `[b, t, h · hd]` f32. CPU inference only: it
+/// has no backward (sampling never differentiates through attention).
+pub fn cached_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    if !q.device().is_cpu() {
+        candle_core::bail!("cached_attention runs on the CPU only");
+    }
+    let f = |t: &Tensor| t.to_dtype(DType::F32);
+    f(q)?.contiguous()?.apply_op3_no_bwd(
+        &f(k)?,
+        &f(v)?,
+        &attention::CachedAttention {
+            scale: scale as f32,
+        },
+    )
 }
 
 /// `x @ wᵀ` for a frozen weight `w: [out, in]`, `x: [..., in]`: the backward computes the
