@@ -42,6 +42,23 @@ pub struct DecoderLayer {
     pub eps: f64,
 }
 
+/// What one layer's attention sees besides the keys and values of its input.
+pub enum Context<'a> {
+    /// Nothing else: causal attention over the input (training, evaluation).
+    None,
+    /// A KV cache (sampling): the new keys and values are appended to layer `.1`'s, and
+    /// attention runs over all of them.
+    Cache(&'a mut KvCache, usize),
+    /// As `None`, and the layer's keys and values `[b, kvh, t, hd]` (after RoPE, with their
+    /// graph) are pushed onto the vector: the shared prompt of a group, attended by
+    /// `Prefix` in the next pass.
+    Record(&'a mut Vec<(Tensor, Tensor)>),
+    /// Keys and values `[1, kvh, p, hd]` of a prefix every row shares, at positions
+    /// `0..p` before the input: a group's completions after their one prompt. Gradients
+    /// flow into the prefix (summed over the rows).
+    Prefix(&'a Tensor, &'a Tensor),
+}
+
 /// Rotary tables for the positions of one forward call: `cos`, `sin` `[t, head_dim/2]` f32.
 pub struct Rope {
     pub cos: Tensor,
@@ -80,13 +97,12 @@ impl Rope {
 }
 
 impl Attention {
-    /// `x: [b, t, d]` at the positions `rope` was built for. With a cache, the new keys and
-    /// values are appended to layer `layer`'s and attention runs over all of them.
+    /// `x: [b, t, d]` at the positions `rope` was built for, attending to what `ctx` adds.
     pub fn forward(
         &self,
         x: &Tensor,
         rope: &Rope,
-        cache: Option<(&mut KvCache, usize)>,
+        ctx: Context<'_>,
         dropout: Option<&dyn DropoutMasks>,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
@@ -106,8 +122,8 @@ impl Attention {
         let k = ops::rope(&k.transpose(1, 2)?.contiguous()?, &rope.cos, &rope.sin)?;
         let v = v.transpose(1, 2)?.contiguous()?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let (k, v) = match cache {
-            Some((c, layer)) => {
+        let (k, v) = match ctx {
+            Context::Cache(c, layer) => {
                 let (k, v) = c.append(layer, &k, &v)?;
                 if x.device().is_cpu() {
                     // Sampling: the fused kernel reads the cache in place (no backward needed).
@@ -116,7 +132,17 @@ impl Attention {
                 }
                 (k, v)
             }
-            None => (k, v),
+            Context::Record(out) => {
+                out.push((k.clone(), v.clone()));
+                (k, v)
+            }
+            Context::Prefix(kp, vp) => {
+                let p = kp.dim(2)?;
+                let kp = kp.broadcast_as((b, kvh, p, hd))?.contiguous()?;
+                let vp = vp.broadcast_as((b, kvh, p, hd))?.contiguous()?;
+                (Tensor::cat(&[&kp, &k], 2)?, Tensor::cat(&[&vp, &v], 2)?)
+            }
+            Context::None => (k, v),
         };
         let kv_len = k.dim(2)?;
         let in_dtype = q.dtype();
@@ -158,11 +184,11 @@ impl DecoderLayer {
         &self,
         x: &Tensor,
         rope: &Rope,
-        cache: Option<(&mut KvCache, usize)>,
+        ctx: Context<'_>,
         dropout: Option<&dyn DropoutMasks>,
     ) -> Result<Tensor> {
         let h = ops::rms_norm(x, &self.input_layernorm, self.eps)?;
-        let h = self.self_attn.forward(&h, rope, cache, dropout)?;
+        let h = self.self_attn.forward(&h, rope, ctx, dropout)?;
         let x = (x + h)?;
         let h = ops::rms_norm(&x, &self.post_attention_layernorm, self.eps)?;
         let h = self.mlp.forward(&h, dropout)?;

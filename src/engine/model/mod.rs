@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 
 pub use cache::KvCache;
 pub use config::{Arch, Config};
-use layers::{Attention, DecoderLayer, Mlp, Rope};
+use layers::{Attention, Context, DecoderLayer, Mlp, Rope};
 pub use linear::{DropoutMasks, Linear, LoraAdapter};
 
 use crate::engine::ops;
@@ -86,6 +86,24 @@ pub struct TrainBatch {
     pub input_ids: Tensor,
     /// `[b, t]` f32, 1 on completion tokens (the ones whose log-prob is trained), else 0.
     pub completion_mask: Tensor,
+}
+
+/// Consecutive rows of a training batch that share a prompt (see `Model::prompt_groups`).
+#[derive(Debug, Clone, PartialEq)]
+struct PromptGroup {
+    start: usize,
+    rows: usize,
+    prompt_len: usize,
+    /// One past the last completion token of any of its rows.
+    len: usize,
+}
+
+/// What every layer sees besides its input during one pass (see [`layers::Context`]).
+enum Pass<'a> {
+    Plain,
+    Cache(&'a mut KvCache),
+    Record(&'a mut Vec<(Tensor, Tensor)>),
+    Prefix(&'a [(Tensor, Tensor)]),
 }
 
 /// A loaded causal LM.
@@ -298,28 +316,49 @@ impl Model {
     }
 
     /// Hidden states after the last layer (before the final norm), `[b, t, d]`, for tokens at
-    /// positions `cache.len()..` (or from 0 without a cache).
+    /// positions after what `pass` puts before them (a cache's length, a prefix's, or 0).
     fn hidden(
         &self,
         input_ids: &Tensor,
-        mut cache: Option<&mut KvCache>,
+        mut pass: Pass<'_>,
         dropout: Option<&dyn DropoutMasks>,
     ) -> crate::Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
         if t == 0 {
             return Err(crate::Error::Model("empty input sequence".into()));
         }
-        let offset = cache.as_ref().map_or(0, |c| c.len());
+        let offset = match &pass {
+            Pass::Cache(c) => c.len(),
+            Pass::Prefix(kv) => match kv.first() {
+                Some((k, _)) => k.dim(2)?,
+                None => 0,
+            },
+            Pass::Plain | Pass::Record(_) => 0,
+        };
+        if let Pass::Prefix(kv) = &pass {
+            if kv.len() != self.layers.len() {
+                return Err(crate::Error::Model(format!(
+                    "a shared prefix holds {} layers' keys and values, the model has {}",
+                    kv.len(),
+                    self.layers.len()
+                )));
+            }
+        }
         let rope = Rope::new(&self.config, offset, t, &self.device)?;
         let mut x = self
             .embed_tokens
             .index_select(&input_ids.flatten_all()?, 0)?
             .reshape((b, t, self.config.hidden_size))?;
         for (i, layer) in self.layers.iter().enumerate() {
-            let c = cache.as_deref_mut().map(|c| (c, i));
-            x = layer.forward(&x, &rope, c, dropout)?;
+            let ctx = match &mut pass {
+                Pass::Plain => Context::None,
+                Pass::Cache(c) => Context::Cache(c, i),
+                Pass::Record(out) => Context::Record(out),
+                Pass::Prefix(kv) => Context::Prefix(&kv[i].0, &kv[i].1),
+            };
+            x = layer.forward(&x, &rope, ctx, dropout)?;
         }
-        if let Some(c) = cache {
+        if let Pass::Cache(c) = pass {
             c.advance(t);
         }
         Ok(x)
@@ -328,7 +367,7 @@ impl Model {
     /// Inference forward: feed `input_ids: [b, t]` after what `cache` holds and return the
     /// last position's logits `[b, vocab]` in f32.
     pub fn forward_logits(&self, input_ids: &Tensor, cache: &mut KvCache) -> crate::Result<Tensor> {
-        let x = self.hidden(input_ids, Some(cache), None)?;
+        let x = self.hidden(input_ids, Pass::Cache(cache), None)?;
         let x = layers::last_position(&x)?;
         let x = ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
         if x.device().is_cpu() {
@@ -343,7 +382,7 @@ impl Model {
 
     /// Logits at every position, `[b, t, vocab]` f32, without a cache (tests, evaluation).
     pub fn forward_all_logits(&self, input_ids: &Tensor) -> crate::Result<Tensor> {
-        let x = self.hidden(input_ids, None, None)?;
+        let x = self.hidden(input_ids, Pass::Plain, None)?;
         let x = ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
         if x.device().is_cpu() {
             // As in `forward_logits`: the head in f32 arithmetic, whatever the weights' dtype.
@@ -419,26 +458,188 @@ impl Model {
                 "token_logprobs needs sequences of at least 2 tokens".into(),
             ));
         }
+        if batch.completion_mask.dims() != [b, t] {
+            return Err(crate::Error::Model(format!(
+                "completion_mask has shape {:?}, expected [{b}, {t}]",
+                batch.completion_mask.dims()
+            )));
+        }
         let dropout: Option<&dyn DropoutMasks> = if self.training.load(Ordering::Relaxed) {
             Some(self)
         } else {
             None
         };
-        let x = self.hidden(&batch.input_ids, None, dropout)?;
+        if masked {
+            if let Some(groups) = self.prompt_groups(batch)? {
+                return self.token_logprobs_grouped(batch, &groups, temperature, entropy, dropout);
+            }
+        }
+        let x = self.hidden(&batch.input_ids, Pass::Plain, dropout)?;
         let x = x.narrow(1, 0, t - 1)?;
-        let x = ops::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
-        let mut hidden = x.reshape((b * (t - 1), self.config.hidden_size))?;
+        let targets = batch.input_ids.narrow(1, 1, t - 1)?;
+        // The rows to compute: all, or the masked-in ones (`None` = all).
+        let keep = if masked {
+            live_rows(&batch.completion_mask.narrow(1, 1, t - 1)?)?
+        } else {
+            None
+        };
+        self.head_logprobs(&x, &targets, keep, temperature, entropy)
+    }
+
+    /// The batch's rows as runs of rollouts of one prompt (GRPO's groups: the same tokens
+    /// before the first completion token, which sits at the same position), when that saves
+    /// work: some run has two rows or more. `None` too with LoRA dropout (each row's prompt
+    /// draws its own masks in training) or when a row has no completion token.
+    fn prompt_groups(&self, batch: &TrainBatch) -> crate::Result<Option<Vec<PromptGroup>>> {
+        // Decided by the configuration alone, not the training flag, so that the policy and
+        // the reference forward (adapters off, not training) round alike: at Δ = 0 they agree
+        // to the bit.
+        let has_dropout = self.lora.as_ref().is_some_and(|l| l.dropout > 0.0);
+        if batch.input_ids.dim(0)? < 2 || has_dropout {
+            return Ok(None);
+        }
+        let ids = batch.input_ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+        let mask = batch
+            .completion_mask
+            .to_dtype(DType::F32)?
+            .to_vec2::<f32>()?;
+        let mut groups: Vec<PromptGroup> = Vec::new();
+        for (i, (row, m)) in ids.iter().zip(&mask).enumerate() {
+            let (Some(p), Some(last)) = (
+                m.iter().position(|&x| x != 0.0),
+                m.iter().rposition(|&x| x != 0.0),
+            ) else {
+                return Ok(None);
+            };
+            if p == 0 {
+                return Ok(None);
+            }
+            match groups.last_mut() {
+                Some(g) if g.prompt_len == p && ids[g.start][..p] == row[..p] => {
+                    g.rows += 1;
+                    g.len = g.len.max(last + 1);
+                }
+                _ => groups.push(PromptGroup {
+                    start: i,
+                    rows: 1,
+                    prompt_len: p,
+                    len: last + 1,
+                }),
+            }
+        }
+        Ok((groups.len() < ids.len()).then_some(groups))
+    }
+
+    /// [`Model::token_logprobs_masked_at`] group by group: each group's prompt runs once
+    /// (see [`Model::token_logprobs_shared`]), its rows cut to their last completion token.
+    fn token_logprobs_grouped(
+        &self,
+        batch: &TrainBatch,
+        groups: &[PromptGroup],
+        temperature: f64,
+        entropy: bool,
+        dropout: Option<&dyn DropoutMasks>,
+    ) -> crate::Result<(Tensor, Option<Tensor>)> {
+        let t = batch.input_ids.dim(1)?;
+        let (mut lps, mut ents) = (Vec::new(), Vec::new());
+        for g in groups {
+            let cut = |x: &Tensor| -> crate::Result<Tensor> {
+                Ok(x.narrow(0, g.start, g.rows)?
+                    .narrow(1, 0, g.len)?
+                    .contiguous()?)
+            };
+            let sub = TrainBatch {
+                input_ids: cut(&batch.input_ids)?,
+                completion_mask: cut(&batch.completion_mask)?,
+            };
+            let (lp, ent) =
+                self.token_logprobs_shared(&sub, g.prompt_len, temperature, entropy, dropout)?;
+            // Back to `t − 1` columns: the cut positions predict padding.
+            let widen = |x: Tensor| -> crate::Result<Tensor> {
+                if g.len == t {
+                    return Ok(x);
+                }
+                let z = Tensor::zeros((g.rows, t - g.len), x.dtype(), x.device())?;
+                Ok(Tensor::cat(&[&x, &z], 1)?)
+            };
+            lps.push(widen(lp)?);
+            if let Some(h) = ent {
+                ents.push(widen(h)?);
+            }
+        }
+        let ent = if entropy {
+            Some(Tensor::cat(&ents, 0)?)
+        } else {
+            None
+        };
+        Ok((Tensor::cat(&lps, 0)?, ent))
+    }
+
+    /// [`Model::token_logprobs_masked_at`] for rows sharing a prompt of `p` tokens: the prompt
+    /// runs once (`[1, p]`) and the completions attend to its keys and values, whose gradient
+    /// sums over the rows as the batched forward's does. Equal to the batched forward up to
+    /// float rounding (tested), with (b − 1)·p fewer token positions of work.
+    fn token_logprobs_shared(
+        &self,
+        batch: &TrainBatch,
+        p: usize,
+        temperature: f64,
+        entropy: bool,
+        dropout: Option<&dyn DropoutMasks>,
+    ) -> crate::Result<(Tensor, Option<Tensor>)> {
+        let (b, t) = batch.input_ids.dims2()?;
+        let c = t - p;
+        let mut kv = Vec::with_capacity(self.layers.len());
+        let prompt = batch
+            .input_ids
+            .narrow(0, 0, 1)?
+            .narrow(1, 0, p)?
+            .contiguous()?;
+        let xp = self.hidden(&prompt, Pass::Record(&mut kv), dropout)?;
+        let completion = batch.input_ids.narrow(1, p, c)?.contiguous()?;
+        let xc = self.hidden(&completion, Pass::Prefix(&kv), dropout)?;
+        // Completion token k is predicted at position p − 1 + k: by the prompt's last state,
+        // then by the completion's own.
+        let d = self.config.hidden_size;
+        let last = xp.narrow(1, p - 1, 1)?.broadcast_as((b, 1, d))?;
+        let x = if c > 1 {
+            Tensor::cat(&[&last, &xc.narrow(1, 0, c - 1)?], 1)?
+        } else {
+            last.contiguous()?
+        };
+        let keep = live_rows(&batch.completion_mask.narrow(1, p, c)?)?;
+        let (lp, ent) = self.head_logprobs(&x, &completion, keep, temperature, entropy)?;
+        // Back to the batch's layout `[b, t − 1]`: positions before p − 1 predict prompt tokens.
+        let pad = |x: Tensor| -> crate::Result<Tensor> {
+            if p == 1 {
+                return Ok(x);
+            }
+            let z = Tensor::zeros((b, p - 1), x.dtype(), x.device())?;
+            Ok(Tensor::cat(&[&z, &x], 1)?)
+        };
+        Ok((pad(lp)?, ent.map(pad).transpose()?))
+    }
+
+    /// Log-probs of `targets: [b, n]` under the temperature-scaled next-token distributions
+    /// at `x: [b, n, d]` (the last layer's states, before the final norm), and their entropies
+    /// when `entropy`. Only the flattened rows in `keep` are computed (`None` = all); the
+    /// others come out 0.
+    fn head_logprobs(
+        &self,
+        x: &Tensor,
+        targets: &Tensor,
+        keep: Option<Tensor>,
+        temperature: f64,
+        entropy: bool,
+    ) -> crate::Result<(Tensor, Option<Tensor>)> {
+        let (b, n, d) = x.dims3()?;
+        let x = ops::rms_norm(x, &self.norm, self.config.rms_norm_eps)?;
+        let mut hidden = x.reshape((b * n, d))?;
         if temperature != 1.0 {
             // logits / T = (hidden / T) · Wᵀ: scaling the smaller operand.
             hidden = (hidden * (1.0 / temperature))?;
         }
-        let mut targets = batch.input_ids.narrow(1, 1, t - 1)?.flatten_all()?;
-        // The rows to compute: all, or the masked-in ones (`None` = all).
-        let keep = if masked {
-            live_rows(&batch.completion_mask, b, t)?
-        } else {
-            None
-        };
+        let mut targets = targets.flatten_all()?;
         if let Some(idx) = &keep {
             hidden = hidden.index_select(idx, 0)?;
             targets = targets.index_select(idx, 0)?;
@@ -467,12 +668,10 @@ impl Model {
         };
         let scatter = |x: Tensor| -> crate::Result<Tensor> {
             let x = match &keep {
-                Some(idx) => {
-                    Tensor::zeros(b * (t - 1), x.dtype(), x.device())?.index_add(idx, &x, 0)?
-                }
+                Some(idx) => Tensor::zeros(b * n, x.dtype(), x.device())?.index_add(idx, &x, 0)?,
                 None => x,
             };
-            Ok(x.reshape((b, t - 1))?)
+            Ok(x.reshape((b, n))?)
         };
         let ent = match ent {
             Some(h) => Some(scatter(h.to_dtype(DType::F32)?)?),
@@ -688,20 +887,10 @@ impl DropoutMasks for Model {
     }
 }
 
-/// Indices (u32) of the non-zero entries of `mask[:, 1:]` flattened, for a `[b, t]` mask;
-/// `None` when every entry is non-zero (nothing to skip).
-fn live_rows(mask: &Tensor, b: usize, t: usize) -> crate::Result<Option<Tensor>> {
-    if mask.dims() != [b, t] {
-        return Err(crate::Error::Model(format!(
-            "completion_mask has shape {:?}, expected [{b}, {t}]",
-            mask.dims()
-        )));
-    }
-    let m = mask
-        .narrow(1, 1, t - 1)?
-        .flatten_all()?
-        .to_dtype(DType::F32)?
-        .to_vec1::<f32>()?;
+/// Indices (u32) of the non-zero entries of `mask` flattened; `None` when every entry is
+/// non-zero (nothing to skip).
+fn live_rows(mask: &Tensor) -> crate::Result<Option<Tensor>> {
+    let m = mask.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
     let live: Vec<u32> = (0..m.len() as u32)
         .filter(|&i| m[i as usize] != 0.0)
         .collect();
@@ -821,5 +1010,120 @@ mod tests {
                 .unwrap();
             assert!(err.to_scalar::<f32>().unwrap() <= 1e-5 * scale);
         }
+    }
+
+    /// Groups of rows, each a prompt of `p` tokens (its own tokens per group) shared by
+    /// ragged right-padded completions of lengths `lens`, as one batch.
+    fn groups(spec: &[(usize, &[usize])]) -> TrainBatch {
+        let t = spec
+            .iter()
+            .map(|(p, lens)| p + lens.iter().max().copied().unwrap_or(0))
+            .max()
+            .unwrap_or(0);
+        let (mut ids, mut mask) = (Vec::new(), Vec::new());
+        for (gi, (p, lens)) in spec.iter().enumerate() {
+            for (i, &c) in lens.iter().enumerate() {
+                let mut r = vec![0u32; t];
+                let mut m = vec![0f32; t];
+                for (j, x) in r.iter_mut().take(*p).enumerate() {
+                    *x = ((j * 7 + gi * 5) as u32 + 3) % 23;
+                }
+                for k in 0..c {
+                    r[p + k] = ((i * 11 + k * 5 + gi) as u32 + 1) % 23;
+                    m[p + k] = 1.0;
+                }
+                ids.extend(r);
+                mask.extend(m);
+            }
+        }
+        let b = ids.len() / t;
+        TrainBatch {
+            input_ids: Tensor::from_vec(ids, (b, t), &Device::Cpu).unwrap(),
+            completion_mask: Tensor::from_vec(mask, (b, t), &Device::Cpu).unwrap(),
+        }
+    }
+
+    fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// A group's rows share one prompt pass: the masked log-probs, entropies and every
+    /// gradient equal the batched forward's (which runs the prompt once per row).
+    #[test]
+    fn a_shared_prompt_runs_once_with_the_batched_forwards_values_and_gradients() {
+        let m = tiny();
+        m.set_training(true);
+        let cases: [&[(usize, &[usize])]; 4] = [
+            &[(4, &[5, 3, 1])],
+            &[(1, &[2, 4])],
+            &[(3, &[1, 1, 1])],
+            // Two groups and a lone row, prompts of different lengths.
+            &[(2, &[3, 1]), (5, &[2]), (3, &[1, 4, 2])],
+        ];
+        for spec in cases {
+            let batch = groups(spec);
+            let found = m.prompt_groups(&batch).unwrap().expect("groups");
+            let want: Vec<(usize, usize)> = spec.iter().map(|(p, l)| (*p, l.len())).collect();
+            let got: Vec<(usize, usize)> = found.iter().map(|g| (g.prompt_len, g.rows)).collect();
+            assert_eq!(got, want);
+            let (p, lens) = (spec.len(), spec);
+            let t = batch.input_ids.dim(1).unwrap();
+            let w = batch.completion_mask.narrow(1, 1, t - 1).unwrap();
+            let (full, hf) = m.token_logprobs_entropy_at(&batch, 0.7, false).unwrap();
+            let (part, hp) = m.token_logprobs_entropy_at(&batch, 0.7, true).unwrap();
+            assert!(
+                max_abs(&part, &(&full * &w).unwrap()) < 1e-5,
+                "{p} groups {lens:?}"
+            );
+            assert!(
+                max_abs(&hp, &(&hf * &w).unwrap()) < 1e-5,
+                "{p} groups {lens:?}"
+            );
+            // Weights per position so that every row and position counts differently.
+            let n = w.elem_count();
+            let r = Tensor::arange(1f32, n as f32 + 1.0, &Device::Cpu)
+                .unwrap()
+                .reshape(w.shape())
+                .unwrap();
+            let rw = (&w * &r).unwrap();
+            let gf = (full * &rw).unwrap().sum_all().unwrap().backward().unwrap();
+            let gp = (part * &rw).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in &m.trainable_vars() {
+                let (a, b) = (
+                    gf.get(v.as_tensor()).unwrap(),
+                    gp.get(v.as_tensor()).unwrap(),
+                );
+                let scale = a.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+                let scale = scale.to_scalar::<f32>().unwrap();
+                assert!(scale > 0.0, "a zero gradient tests nothing");
+                assert!(max_abs(a, b) <= 1e-5 * scale, "{p} groups {lens:?}");
+            }
+        }
+        m.set_training(false);
+    }
+
+    /// Rows whose prompts differ (in a token or in length) are not a group.
+    #[test]
+    fn rows_with_different_prompts_are_not_shared() {
+        let m = tiny();
+        let mut batch = groups(&[(3, &[2, 2])]);
+        let mut ids = batch.input_ids.to_vec2::<u32>().unwrap();
+        ids[1][1] = (ids[1][1] + 1) % 23;
+        batch.input_ids = Tensor::new(ids, &Device::Cpu).unwrap();
+        assert_eq!(m.prompt_groups(&batch).unwrap(), None);
+        let mut batch = groups(&[(3, &[2, 2])]);
+        let mut mask = batch.completion_mask.to_vec2::<f32>().unwrap();
+        mask[1][2] = 1.0;
+        batch.completion_mask = Tensor::new(mask, &Device::Cpu).unwrap();
+        assert_eq!(m.prompt_groups(&batch).unwrap(), None);
     }
 }
