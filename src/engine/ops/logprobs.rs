@@ -1,9 +1,12 @@
 //! Fused, chunked LM head + log-softmax + gather: `y_r = log softmax(h_r · headᵀ)[t_r]`.
 //!
-//! The full `[n, vocab]` logits never exist at once: rows go through in chunks of
-//! `chunk_rows`, so memory is `O(chunk_rows × vocab)`. Backward, per chunk, recomputes the
-//! logits and forms `dh = ((onehot(t) − softmax) ⊙ dy) · head`; the log-sum-exp comes back
-//! from the forward's output (`lse = logit[t] − y`). `head` and `targets` get no gradient.
+//! When the `[n, vocab]` probabilities fit in `keep_bytes`, the forward computes all rows at
+//! once and keeps `exp(logit − max)` and each row's `1/Σ` for the backward, which then forms
+//! `dh = ((onehot(t) − softmax) ⊙ dy) · head` without recomputing the logits (one LM-head
+//! matmul of three saved). Otherwise rows go through in chunks of `chunk_rows` (memory
+//! `O(chunk_rows × vocab)`) and the backward recomputes each chunk's logits; the log-sum-exp
+//! comes back from the forward's output (`lse = logit[t] − y`). `head` and `targets` get no
+//! gradient.
 //!
 //! [`token_logprobs_with_entropy`] also returns each row's entropy `H = lse − Σ p·logit` of
 //! the same distribution, from the `exp(row − max)` the forward computes anyway (one row copy
@@ -21,7 +24,24 @@ use super::cpu::{mat, matmul, slice, Mat, Real, View};
 /// The fused op: `hidden: [..., d]` contiguous, `head: [vocab, d]` any strides (same dtype,
 /// f32 or f64), `targets: [...]` u32 contiguous. Output `[...]` in the hidden dtype.
 pub(crate) struct TokenLogprobs {
-    pub chunk_rows: usize,
+    chunk_rows: usize,
+    keep_bytes: usize,
+    /// `(exp(logits − max) [n·vocab], 1/Σ [n])` as `(Vec<T>, Vec<T>)`, when they fit in
+    /// `keep_bytes`. Read (never consumed) by each backward: a graph may be backpropagated
+    /// more than once (the per-term gradient norms do).
+    saved: Mutex<Option<Box<dyn std::any::Any + Send + Sync>>>,
+}
+
+impl TokenLogprobs {
+    /// Chunks of `chunk_rows` rows; the probabilities kept for the backward when they take at
+    /// most `keep_bytes` (0: always recompute).
+    pub(crate) fn new(chunk_rows: usize, keep_bytes: usize) -> Self {
+        Self {
+            chunk_rows,
+            keep_bytes,
+            saved: Mutex::new(None),
+        }
+    }
 }
 
 /// [`TokenLogprobs`] that also writes each row's entropy (f64, in row order) to `sink` during
@@ -49,12 +69,6 @@ fn row_max<T: Real>(row: &[T]) -> T {
         .fold(T::neg_infinity(), |m, &x| if x > m { x } else { m })
 }
 
-/// `log Σ exp(row)`; overwrites `row` with `exp(row − max)`.
-fn log_sum_exp<T: Real>(row: &mut [T]) -> T {
-    let max = row_max(row);
-    max + T::exp_shift_sum(row, max).ln()
-}
-
 /// Entropy of `softmax(row)` given `e = exp(row − max)`, the original `row`, its `max` and
 /// `s = Σ e`: `H = −Σ p·ln p = ln s − Σ e·(row − max) / s` (accumulated in f64).
 fn entropy_of<T: Real>(e: &[T], row: &[T], max: T, s: T) -> f64 {
@@ -80,42 +94,60 @@ impl TokenLogprobs {
         entropy: bool,
     ) -> Result<(Vec<T>, Vec<f64>)> {
         let n = tg.len();
-        let chunk = self.chunk_rows.max(1);
+        let keep = n * v * std::mem::size_of::<T>() <= self.keep_bytes;
+        let chunk = if keep {
+            n.max(1)
+        } else {
+            self.chunk_rows.max(1)
+        };
         let mut out = vec![T::zero(); n];
+        let mut inv = vec![T::zero(); n];
         let mut ent = vec![0f64; if entropy { n } else { 0 }];
         let mut logits = vec![T::zero(); chunk.min(n) * v];
-        for (c, out) in out.chunks_mut(chunk).enumerate() {
+        for (c, (out, inv)) in out.chunks_mut(chunk).zip(inv.chunks_mut(chunk)).enumerate() {
             let (r0, m) = (c * chunk, out.len());
             let logits = &mut logits[..m * v];
             matmul(m, v, d, logits, Mat::rows(&h[r0 * d..], d), head.t())?;
+            // Each row becomes exp(row − max); `inv` gets 1/Σ.
             let rows = out
                 .par_iter_mut()
+                .zip(inv.par_iter_mut())
                 .zip(logits.par_chunks_mut(v))
                 .zip(&tg[r0..r0 + m]);
             if entropy {
                 rows.zip(&mut ent[r0..r0 + m]).for_each_init(
                     || vec![T::zero(); v],
-                    |copy, (((o, row), &t), h)| {
+                    |copy, ((((o, inv), row), &t), h)| {
                         let picked = row[t as usize];
                         let max = row_max(row);
                         copy.copy_from_slice(row);
                         let sum = T::exp_shift_sum(row, max);
                         *h = entropy_of(row, copy, max, sum);
                         *o = picked - (max + sum.ln());
+                        *inv = T::one() / sum;
                     },
                 );
             } else {
-                rows.for_each(|((o, row), &t)| {
+                rows.for_each(|(((o, inv), row), &t)| {
                     let picked = row[t as usize];
-                    *o = picked - log_sum_exp(row);
+                    let max = row_max(row);
+                    let sum = T::exp_shift_sum(row, max);
+                    *o = picked - (max + sum.ln());
+                    *inv = T::one() / sum;
                 });
+            }
+        }
+        if keep {
+            match self.saved.lock() {
+                Ok(mut saved) => *saved = Some(Box::new((logits, inv))),
+                Err(_) => bail!("{NAME}: the saved probabilities' lock is poisoned"),
             }
         }
         Ok((out, ent))
     }
 
     /// Rows whose upstream gradient is zero (the prompt and padding positions the loss masks
-    /// out) contribute nothing to `dh`, so only the others are recomputed: the loss's mask
+    /// out) contribute nothing to `dh`, so only the others are formed: the loss's mask
     /// decides the LM head's backward cost, as TRL's `logits_to_keep` does.
     #[allow(clippy::too_many_arguments)]
     fn backward<T: Real>(
@@ -129,29 +161,51 @@ impl TokenLogprobs {
         v: usize,
     ) -> Result<Vec<T>> {
         let n = tg.len();
+        let saved = self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg(format!("{NAME}: lock poisoned")))?;
+        let kept = saved
+            .as_ref()
+            .and_then(|b| b.downcast_ref::<(Vec<T>, Vec<T>)>())
+            .filter(|(e, inv)| e.len() == n * v && inv.len() == n);
         let live: Vec<usize> = (0..n).filter(|&r| dy[r] != T::zero()).collect();
         let chunk = self.chunk_rows.max(1);
         let mut dh = vec![T::zero(); n * d];
         let cap = chunk.min(live.len());
-        let mut logits = vec![T::zero(); cap * v];
-        let mut hb = vec![T::zero(); cap * d];
+        let mut g = vec![T::zero(); cap * v];
+        let mut hb = vec![T::zero(); if kept.is_some() { 0 } else { cap * d }];
         let mut dhb = vec![T::zero(); cap * d];
         for rows in live.chunks(chunk) {
             let m = rows.len();
-            for (dst, &r) in hb.chunks_mut(d).zip(rows) {
-                dst.copy_from_slice(&h[r * d..(r + 1) * d]);
-            }
-            let g = &mut logits[..m * v];
-            matmul(m, v, d, g, Mat::rows(&hb[..m * d], d), head.t())?;
-            g.par_chunks_mut(v).zip(rows).for_each(|(row, &r)| {
-                let t = tg[r] as usize;
-                let (up, lse) = (dy[r], row[t] - y[r]);
-                T::exp_shift_sum(row, lse);
-                for x in row.iter_mut() {
-                    *x = -up * *x;
+            let g = &mut g[..m * v];
+            // Each row of g: dy · (onehot(t) − softmax).
+            match kept {
+                Some((e, inv)) => {
+                    g.par_chunks_mut(v).zip(rows).for_each(|(row, &r)| {
+                        let s = -dy[r] * inv[r];
+                        for (x, &p) in row.iter_mut().zip(&e[r * v..(r + 1) * v]) {
+                            *x = s * p;
+                        }
+                        row[tg[r] as usize] += dy[r];
+                    });
                 }
-                row[t] += up;
-            });
+                None => {
+                    for (dst, &r) in hb.chunks_mut(d).zip(rows) {
+                        dst.copy_from_slice(&h[r * d..(r + 1) * d]);
+                    }
+                    matmul(m, v, d, g, Mat::rows(&hb[..m * d], d), head.t())?;
+                    g.par_chunks_mut(v).zip(rows).for_each(|(row, &r)| {
+                        let t = tg[r] as usize;
+                        let (up, lse) = (dy[r], row[t] - y[r]);
+                        T::exp_shift_sum(row, lse);
+                        for x in row.iter_mut() {
+                            *x = -up * *x;
+                        }
+                        row[t] += up;
+                    });
+                }
+            }
             let out = &mut dhb[..m * d];
             out.fill(T::zero());
             matmul(m, d, v, out, Mat::rows(g, v), head)?;
@@ -336,9 +390,7 @@ pub fn token_logprobs_with_entropy(
     let kt = super::kernel_dtype(hidden.dtype());
     let sink = Arc::new(Mutex::new(Vec::new()));
     let op = TokenLogprobsEntropy {
-        inner: TokenLogprobs {
-            chunk_rows: super::LOGPROB_CHUNK_ROWS,
-        },
+        inner: TokenLogprobs::new(super::LOGPROB_CHUNK_ROWS, super::LOGPROB_KEEP_BYTES),
         sink: sink.clone(),
     };
     let lp = super::prep(hidden, kt)?.apply_op3(
@@ -372,7 +424,7 @@ pub fn entropy_from_logits(logits: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::super::check::{assert_close, check_op, rand};
-    use super::super::{reference, token_logprobs, token_logprobs_chunked};
+    use super::super::{reference, token_logprobs, token_logprobs_chunked, token_logprobs_with};
     use candle_core::{DType, Device, Tensor};
 
     fn targets(n: usize, v: u32) -> Tensor {
@@ -397,6 +449,52 @@ mod tests {
         }
     }
 
+    /// With the probabilities kept from the forward (a budget that fits, and one that does
+    /// not), the op matches the reference and finite differences.
+    #[test]
+    fn kept_probabilities_give_the_recomputed_gradient() {
+        let (n, d, v) = (7, 6, 11);
+        let h = rand(72, &[n, d], 1.5, DType::F64);
+        let head = rand(73, &[v, d], 1.5, DType::F64);
+        for keep in [1usize << 20, n * v * 8, n * v * 8 - 1] {
+            check_op(
+                "token_logprobs kept",
+                &|t| token_logprobs_with(&t[0], &t[1], &t[2], 3, keep),
+                &|t| reference::token_logprobs(&t[0], &t[1], &t[2]),
+                &[h.clone(), head.clone(), targets(n, v as u32)],
+                &[true, false, false],
+            );
+        }
+    }
+
+    /// A graph backpropagated twice (the per-term gradient norms do) gets the same gradient
+    /// both times from the kept probabilities.
+    #[test]
+    fn kept_probabilities_serve_every_backward() {
+        use candle_core::Var;
+        let (n, d, v) = (5, 4, 9);
+        let h = Var::from_tensor(&rand(78, &[n, d], 1.5, DType::F32)).unwrap();
+        let head = rand(79, &[v, d], 1.5, DType::F32);
+        let y = token_logprobs(h.as_tensor(), &head, &targets(n, v as u32)).unwrap();
+        let loss = y.sum_all().unwrap();
+        let g1 = loss.backward().unwrap();
+        let g2 = loss.backward().unwrap();
+        let (a, b) = (
+            g1.get(h.as_tensor()).unwrap(),
+            g2.get(h.as_tensor()).unwrap(),
+        );
+        assert_close(a, b, 0.0, 0.0, "second backward");
+        let yr = reference::token_logprobs(h.as_tensor(), &head, &targets(n, v as u32)).unwrap();
+        let gr = yr.sum_all().unwrap().backward().unwrap();
+        assert_close(
+            a,
+            gr.get(h.as_tensor()).unwrap(),
+            1e-5,
+            1e-6,
+            "vs reference",
+        );
+    }
+
     #[test]
     fn token_logprobs_backward_skips_rows_without_gradient_exactly() {
         use candle_core::Var;
@@ -406,8 +504,8 @@ mod tests {
         let t = targets(n, v as u32);
         // a loss mask with zeros at the start, in the middle and at the end
         let w = Tensor::new(&[0.0f64, 0.0, 1.0, 0.5, 0.0, 2.0, 0.0], &Device::Cpu).unwrap();
-        for chunk in [2usize, 128] {
-            let y = token_logprobs_chunked(h.as_tensor(), &head, &t, chunk).unwrap();
+        for (chunk, keep) in [(2usize, 0usize), (128, 0), (2, 1 << 20)] {
+            let y = token_logprobs_with(h.as_tensor(), &head, &t, chunk, keep).unwrap();
             let g = (y * &w).unwrap().sum_all().unwrap().backward().unwrap();
             let yr = reference::token_logprobs(h.as_tensor(), &head, &t).unwrap();
             let gr = (yr * &w).unwrap().sum_all().unwrap().backward().unwrap();

@@ -39,6 +39,11 @@ pub use logprobs::{entropy_from_logits, token_logprobs_with_entropy};
 /// Rows per chunk of [`token_logprobs`]: `128 × vocab` f32 logits (25 MB at vocab 49,152).
 pub const LOGPROB_CHUNK_ROWS: usize = 128;
 
+/// Up to this many bytes of LM-head probabilities (`rows × vocab`) are kept from the forward
+/// of [`token_logprobs`] for its backward instead of recomputed (e.g. 1 160 completion rows of
+/// SmolLM2's 49 152-token vocabulary take 228 MB in f32).
+pub const LOGPROB_KEEP_BYTES: usize = 512 << 20;
+
 /// The dtype the fused kernels run a tensor of dtype `dt` in.
 fn kernel_dtype(dt: DType) -> DType {
     match dt {
@@ -164,21 +169,39 @@ pub fn frozen_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// converted to u32). Returns `[n]` f32 (f64 for f64 hidden) with a backward to `hidden`.
 /// Errors when a target is outside the vocabulary.
 pub fn token_logprobs(hidden: &Tensor, head: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    token_logprobs_chunked(hidden, head, targets, LOGPROB_CHUNK_ROWS)
+    token_logprobs_with(
+        hidden,
+        head,
+        targets,
+        LOGPROB_CHUNK_ROWS,
+        LOGPROB_KEEP_BYTES,
+    )
 }
 
-/// [`token_logprobs`] with an explicit number of rows per chunk.
+/// [`token_logprobs`] in chunks of `chunk_rows` rows, recomputing the logits in the backward.
 pub fn token_logprobs_chunked(
     hidden: &Tensor,
     head: &Tensor,
     targets: &Tensor,
     chunk_rows: usize,
 ) -> Result<Tensor> {
+    token_logprobs_with(hidden, head, targets, chunk_rows, 0)
+}
+
+/// [`token_logprobs`] with explicit chunking and the budget (bytes) for keeping the
+/// forward's probabilities for the backward (0: recompute them).
+pub fn token_logprobs_with(
+    hidden: &Tensor,
+    head: &Tensor,
+    targets: &Tensor,
+    chunk_rows: usize,
+    keep_bytes: usize,
+) -> Result<Tensor> {
     if !hidden.device().is_cpu() {
         return reference::token_logprobs(hidden, head, targets);
     }
     let kt = kernel_dtype(hidden.dtype());
-    let op = logprobs::TokenLogprobs { chunk_rows };
+    let op = logprobs::TokenLogprobs::new(chunk_rows, keep_bytes);
     prep(hidden, kt)?.apply_op3(&head.to_dtype(kt)?, &prep(targets, DType::U32)?, op)
 }
 
