@@ -342,26 +342,36 @@ fn model_lora_gradients_match_finite_differences() {
                 .sum_all()
                 .unwrap()
         };
-        let grads = loss_t().backward().unwrap();
-        let vars = m.trainable_vars();
-        assert_eq!(vars.len(), 2 * 7 * 2);
-        let f = || sum_f64(&loss_t());
-        for (i, v) in vars.iter().enumerate() {
-            let g = grads
-                .get(v.as_tensor())
-                .unwrap_or_else(|| panic!("{arch:?}: var {i} has no gradient"));
-            let dir = rand_tensor(v.dims(), 1000 + i as u64);
-            let dir = (&dir / sum_f64(&dir.sqr().unwrap()).sqrt()).unwrap();
-            // Richardson extrapolation of two central differences cancels the O(eps²) term
-            // (random tiny models are strongly curved).
-            let (a, n1) = check_direction(v, g, &dir, 6e-3, &f);
-            let (_, n2) = check_direction(v, g, &dir, 3e-3, &f);
-            let num = (4.0 * n2 - n1) / 3.0;
-            assert!(
-                (a - num).abs() <= 1e-2 * a.abs().max(num.abs()) + 3e-3,
-                "{arch:?} var {i}: analytic {a} vs numeric {num}"
-            );
-        }
+        assert_eq!(m.trainable_vars().len(), 2 * 7 * 2);
+        assert_gradients_match_finite_differences(&m, &loss_t, 1000, &format!("{arch:?}"));
+    }
+}
+
+/// Every trainable variable's gradient of `loss_t` against central differences along a random
+/// unit direction (seeded from `seed`).
+fn assert_gradients_match_finite_differences(
+    m: &Model,
+    loss_t: &dyn Fn() -> Tensor,
+    seed: u64,
+    what: &str,
+) {
+    let grads = loss_t().backward().unwrap();
+    let f = || sum_f64(&loss_t());
+    for (i, v) in m.trainable_vars().iter().enumerate() {
+        let g = grads
+            .get(v.as_tensor())
+            .unwrap_or_else(|| panic!("{what}: var {i} has no gradient"));
+        let dir = rand_tensor(v.dims(), seed + i as u64);
+        let dir = (&dir / sum_f64(&dir.sqr().unwrap()).sqrt()).unwrap();
+        // Richardson extrapolation of two central differences cancels the O(eps²) term
+        // (random tiny models are strongly curved).
+        let (a, n1) = check_direction(v, g, &dir, 6e-3, &f);
+        let (_, n2) = check_direction(v, g, &dir, 3e-3, &f);
+        let num = (4.0 * n2 - n1) / 3.0;
+        assert!(
+            (a - num).abs() <= 1e-2 * a.abs().max(num.abs()) + 3e-3,
+            "{what} var {i}: analytic {a} vs numeric {num}"
+        );
     }
 }
 
@@ -739,21 +749,6 @@ fn shared_prompt_forward_matches_the_batched_one_and_finite_differences() {
                 .sum_all()
                 .unwrap()
         };
-        let grads = loss_t().backward().unwrap();
-        let f = || sum_f64(&loss_t());
-        for (i, v) in m.trainable_vars().iter().enumerate() {
-            let g = grads
-                .get(v.as_tensor())
-                .unwrap_or_else(|| panic!("{arch:?}: var {i} has no gradient"));
-            let dir = rand_tensor(v.dims(), 2000 + i as u64);
-            let dir = (&dir / sum_f64(&dir.sqr().unwrap()).sqrt()).unwrap();
-            let (a, n1) = check_direction(v, g, &dir, 6e-3, &f);
-            let (_, n2) = check_direction(v, g, &dir, 3e-3, &f);
-            let num = (4.0 * n2 - n1) / 3.0;
-            assert!(
-                (a - num).abs() <= 1e-2 * a.abs().max(num.abs()) + 3e-3,
-                "{arch:?} var {i}: analytic {a} vs numeric {num}"
-            );
-        }
+        assert_gradients_match_finite_differences(&m, &loss_t, 2000, &format!("{arch:?}"));
     }
 }

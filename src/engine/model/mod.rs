@@ -904,6 +904,7 @@ fn live_rows(mask: &Tensor) -> crate::Result<Option<Tensor>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ops::check::assert_close;
 
     /// A 2-layer Llama with GQA (4 query heads, 2 KV heads), random weights, LoRA on q/v.
     fn tiny() -> Model {
@@ -1043,19 +1044,6 @@ mod tests {
         }
     }
 
-    fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
-
     /// A group's rows share one prompt pass: the masked log-probs, entropies and every
     /// gradient equal the batched forward's (which runs the prompt once per row).
     #[test]
@@ -1080,14 +1068,9 @@ mod tests {
             let w = batch.completion_mask.narrow(1, 1, t - 1).unwrap();
             let (full, hf) = m.token_logprobs_entropy_at(&batch, 0.7, false).unwrap();
             let (part, hp) = m.token_logprobs_entropy_at(&batch, 0.7, true).unwrap();
-            assert!(
-                max_abs(&part, &(&full * &w).unwrap()) < 1e-5,
-                "{p} groups {lens:?}"
-            );
-            assert!(
-                max_abs(&hp, &(&hf * &w).unwrap()) < 1e-5,
-                "{p} groups {lens:?}"
-            );
+            let what = format!("{p} groups {lens:?}");
+            assert_close(&part, &(&full * &w).unwrap(), 0.0, 1e-5, &what);
+            assert_close(&hp, &(&hf * &w).unwrap(), 0.0, 1e-5, &what);
             // Weights per position so that every row and position counts differently.
             let n = w.elem_count();
             let r = Tensor::arange(1f32, n as f32 + 1.0, &Device::Cpu)
@@ -1105,7 +1088,7 @@ mod tests {
                 let scale = a.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
                 let scale = scale.to_scalar::<f32>().unwrap();
                 assert!(scale > 0.0, "a zero gradient tests nothing");
-                assert!(max_abs(a, b) <= 1e-5 * scale, "{p} groups {lens:?}");
+                assert_close(b, a, 0.0, 1e-5 * f64::from(scale), &what);
             }
         }
         m.set_training(false);

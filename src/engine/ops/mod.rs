@@ -28,7 +28,7 @@ mod softmax;
 mod swiglu;
 
 #[cfg(test)]
-mod check;
+pub(crate) mod check;
 #[cfg(test)]
 mod graph_tests;
 
