@@ -151,3 +151,53 @@ fn steps_plan_runs_end_to_end() {
     assert!(!out("step-0001/eval")["eval_best"].is_null());
     assert!(run.join("checkpoints/best").is_dir());
 }
+
+/// `generate.retries` re-samples every failing completion with its own seed: the retried
+/// completions of one prompt differ from each other (they were once all the same), and a
+/// second run reproduces them.
+#[test]
+fn retried_completions_of_a_prompt_differ_and_reproduce() {
+    let d = tempfile::tempdir().unwrap();
+    let model = tiny_model(d.path());
+    let (train, _) = write_data(d.path());
+    let spec_path = d.path().join("retry.yaml");
+    let text = common::tiny_spec(
+        &model,
+        &train,
+        None,
+        "generate: {num_generations: 4, retries: 1, retry_on: never, temperature: 4.0}\n\
+         rewards: {never: {kind: format, weight: 0.1, regex: 'NEVER-MATCHES-9999'}}\n\
+         train: {max_steps: 1, batch_size: 2}",
+    );
+    std::fs::write(&spec_path, text).unwrap();
+    let run_once = |runs: &str| -> Vec<RolloutRow> {
+        let req = ApplyRequest {
+            input: Some(spec_path.clone()),
+            runs_dir: d.path().join(runs),
+            ..ApplyRequest::default()
+        };
+        let report = runner::run::apply(&req, &Registry::builtin()).unwrap();
+        let state = RunState::load(&report.run_dir.join("state.json")).unwrap();
+        let gen = &state.record("step-0000/generate").unwrap().outputs;
+        assert_eq!(gen["retries"]["failed_first"], 8, "{gen}");
+        assert_eq!(gen["retries"]["attempts"], 8, "{gen}");
+        read_jsonl(&report.run_dir.join(gen["rollouts"].as_str().unwrap())).unwrap()
+    };
+    let rows = run_once("runs");
+    for pi in 0..2 {
+        let texts: std::collections::BTreeSet<&Vec<u32>> = rows
+            .iter()
+            .filter(|r| r.prompt_index == pi)
+            .map(|r| &r.completion_ids)
+            .collect();
+        assert!(
+            texts.len() > 1,
+            "prompt {pi}: every retry the same: {texts:?}"
+        );
+    }
+    let again = run_once("runs2");
+    let ids = |rows: &[RolloutRow]| -> Vec<Vec<u32>> {
+        rows.iter().map(|r| r.completion_ids.clone()).collect()
+    };
+    assert_eq!(ids(&rows), ids(&again));
+}

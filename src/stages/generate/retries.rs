@@ -1,9 +1,11 @@
 //! Generation retries for format failures (`generate.retries`, `generate.retry_on`): after
 //! sampling, every completion is scored with the `retry_on` reward alone; one whose value is
 //! below 1 (or unscorable) is a format failure and is sampled again, in place (same prompt,
-//! same group index), up to `retries` more times. Counts go into the generate outputs.
+//! same group index, seeded from (seed, attempt, prompt, index)), up to `retries` more times.
+//! Counts go into the generate outputs.
 //! Applies in both steps mode and the daily loop.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -104,38 +106,41 @@ pub fn retry_failures(
         if failing.is_empty() {
             break;
         }
-        let again: Vec<&Record> = failing
-            .iter()
-            .map(|&i| {
-                records.get(rows[i].prompt_index).copied().ok_or_else(|| {
-                    Error::Other(format!(
-                        "rollout for unknown prompt {}",
-                        rows[i].prompt_index
-                    ))
+        // One batch per group index: a retried completion is seeded from (seed, attempt,
+        // prompt, its own index), so the retries of one prompt's slots differ from each other
+        // and each is reproducible on its own.
+        let mut by_index: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for &i in &failing {
+            by_index.entry(rows[i].index).or_default().push(i);
+        }
+        for (slot, positions) in by_index {
+            let again: Vec<&Record> = positions
+                .iter()
+                .map(|&i| {
+                    records.get(rows[i].prompt_index).copied().ok_or_else(|| {
+                        Error::Other(format!(
+                            "rollout for unknown prompt {}",
+                            rows[i].prompt_index
+                        ))
+                    })
                 })
-            })
-            .collect::<Result<_>>()?;
-        let (fresh, _) = sample(
-            p,
-            spec,
-            &again,
-            1,
-            params,
-            mix(seed, 0x7265_7472 + u64::from(attempt)),
-        )?;
-        counts.attempts += fresh.len();
-        for new in fresh {
-            let i = *failing.get(new.prompt_index).ok_or_else(|| {
-                Error::Other(format!(
-                    "retry rollout for unknown slot {}",
-                    new.prompt_index
-                ))
-            })?;
-            let row = &mut rows[i];
-            row.completion = new.completion;
-            row.completion_ids = new.completion_ids;
-            row.logprobs = new.logprobs;
-            row.finish = new.finish;
+                .collect::<Result<_>>()?;
+            let attempt_seed = mix(seed, 0x7265_7472 + u64::from(attempt));
+            let (fresh, _) = sample(p, spec, &again, 1, params, mix(attempt_seed, slot as u64))?;
+            counts.attempts += fresh.len();
+            for new in fresh {
+                let i = *positions.get(new.prompt_index).ok_or_else(|| {
+                    Error::Other(format!(
+                        "retry rollout for unknown slot {}",
+                        new.prompt_index
+                    ))
+                })?;
+                let row = &mut rows[i];
+                row.completion = new.completion;
+                row.completion_ids = new.completion_ids;
+                row.logprobs = new.logprobs;
+                row.finish = new.finish;
+            }
         }
         let subset: Vec<RolloutRow> = failing.iter().map(|&i| rows[i].clone()).collect();
         let still: Vec<usize> = failures(set, &subset)?
