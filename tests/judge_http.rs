@@ -343,3 +343,79 @@ fn local_judge_on_a_tiny_random_model_never_crashes() {
     let o = judge_group(&small, &s, "what is 2+2?", &["4", "5"], None).unwrap();
     assert!(o.scores.iter().all(Score::is_unscorable), "{o:?}");
 }
+
+/// Runs `apply` on the tiny model with a judge reward at `url` (`extra`: more judge options).
+fn apply_with_judge(
+    dir: &std::path::Path,
+    url: &str,
+    extra: &str,
+    resume: Option<std::path::PathBuf>,
+) -> Result<runner::run::ApplyReport, runner::Error> {
+    let model = common::tiny_model_dir(dir, 7);
+    let train = dir.join("train.jsonl");
+    std::fs::write(&train, common::arithmetic_rows("t", 4)).unwrap();
+    let text = common::tiny_spec(
+        &model,
+        &train,
+        None,
+        &format!(
+            "rewards: {{judge: {{kind: judge, weight: 1.0, endpoint: '{url}', model: org/judge, \
+             timeout_ms: 2000, http_retries: 0, backoff_ms: 5, retries: 2{extra}}}}}\n\
+             train: {{max_steps: 1}}"
+        ),
+    );
+    let spec = dir.join("judged.yaml");
+    std::fs::write(&spec, text).unwrap();
+    let req = runner::run::ApplyRequest {
+        input: Some(spec),
+        runs_dir: dir.join("runs"),
+        resume,
+        ..runner::run::ApplyRequest::default()
+    };
+    runner::run::apply(&req, &runner::stages::Registry::builtin())
+}
+
+/// `max_unscorable`: a judge answering garbage stops the run at the score stage, with an
+/// error naming the reward, when the spec says so; a resume once the judge answers scores
+/// again and finishes. Without the limit the run goes on and counts the results unscorable.
+#[test]
+fn a_judge_that_cannot_answer_stops_the_run_when_the_spec_says_so() {
+    // Two groups of two per step, three requests per group (two re-asks): six garbage
+    // answers, then good rankings.
+    let mut script = vec![Reply::Content("hard to say"); 6];
+    script.push(Reply::Content("Ranking: B > A"));
+    let srv = Server::start(script);
+    let d = tempfile::tempdir().unwrap();
+    let err = apply_with_judge(d.path(), &srv.url, ", max_unscorable: 0.5", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("step-0000/score")
+            && err.contains("reward `judge`: 4 of 4 results unscorable")
+            && err.contains("max_unscorable 0.5"),
+        "{err}"
+    );
+    let run_dir = std::fs::read_dir(d.path().join("runs/tiny"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let state = runner::run::RunState::load(&run_dir.join("state.json")).unwrap();
+    assert!(state.record("step-0000/generate").is_some(), "kept");
+    assert!(state.record("step-0000/score").is_none());
+    let report = apply_with_judge(d.path(), &srv.url, ", max_unscorable: 0.5", Some(run_dir))
+        .expect("the resumed run scores again and finishes");
+    assert!(report.resumed);
+    let state = runner::run::RunState::load(&report.run_dir.join("state.json")).unwrap();
+    let score = &state.record("step-0000/score").unwrap().outputs;
+    assert_eq!(score["rewards/judge/unscorable"], 0, "{score}");
+
+    // No limit: the run goes on, every judge result counted unscorable (never 0).
+    let srv = Server::start(vec![Reply::Content("hard to say")]);
+    let d = tempfile::tempdir().unwrap();
+    let report = apply_with_judge(d.path(), &srv.url, "", None).unwrap();
+    let state = runner::run::RunState::load(&report.run_dir.join("state.json")).unwrap();
+    let score = &state.record("step-0000/score").unwrap().outputs;
+    assert_eq!(score["rewards/judge/unscorable"], 4, "{score}");
+}

@@ -643,6 +643,15 @@ macro_rules! reward_kind {
             /// it and it is left out of their weighted sum. Empty (default) = all tasks.
             #[serde(default)]
             pub tasks: Vec<String>,
+            /// Most unscorable results this reward may give in one scoring (one step's or one
+            /// partition's completions), as a fraction in [0, 1]; above it the score stage
+            /// fails with an error naming the reward (e.g. a judge server that stays down), and
+            /// `--resume` scores again. `null` (default) = no limit: unscorable results are
+            /// counted (`rewards/<name>/unscorable`), get advantage 0, and the run goes on.
+            /// `0` = stop at the first.
+            #[serde(default)]
+            #[schemars(range(min = 0.0, max = 1.0))]
+            pub max_unscorable: Option<f64>,
             $($(#[$fmeta])* pub $field: $ty,)*
         }
     };
@@ -995,18 +1004,24 @@ impl Reward {
         self.common().1
     }
 
-    fn common(&self) -> (f64, &[String]) {
+    fn common(&self) -> (f64, &[String], Option<f64>) {
         match self {
-            Reward::Json(r) => (r.weight, &r.tasks),
-            Reward::Format(r) => (r.weight, &r.tasks),
-            Reward::Semantic(r) => (r.weight, &r.tasks),
-            Reward::Quality(r) => (r.weight, &r.tasks),
-            Reward::Keywords(r) => (r.weight, &r.tasks),
-            Reward::Answer(r) => (r.weight, &r.tasks),
-            Reward::Sql(r) => (r.weight, &r.tasks),
-            Reward::Judge(r) => (r.weight, &r.tasks),
-            Reward::Composite(r) => (r.weight, &r.tasks),
+            Reward::Json(r) => (r.weight, &r.tasks, r.max_unscorable),
+            Reward::Format(r) => (r.weight, &r.tasks, r.max_unscorable),
+            Reward::Semantic(r) => (r.weight, &r.tasks, r.max_unscorable),
+            Reward::Quality(r) => (r.weight, &r.tasks, r.max_unscorable),
+            Reward::Keywords(r) => (r.weight, &r.tasks, r.max_unscorable),
+            Reward::Answer(r) => (r.weight, &r.tasks, r.max_unscorable),
+            Reward::Sql(r) => (r.weight, &r.tasks, r.max_unscorable),
+            Reward::Judge(r) => (r.weight, &r.tasks, r.max_unscorable),
+            Reward::Composite(r) => (r.weight, &r.tasks, r.max_unscorable),
         }
+    }
+
+    /// The reward's `max_unscorable`: the fraction of unscorable results one scoring may
+    /// hold before the run stops (`None` = no limit).
+    pub fn max_unscorable(&self) -> Option<f64> {
+        self.common().2
     }
 
     /// Names of other rewards this one refers to (a composite's components, gate and outcome),

@@ -362,6 +362,47 @@ fn mean(xs: &[f64]) -> Option<f64> {
     }
 }
 
+/// Fails when a reward's unscorable results exceed its `max_unscorable` fraction of the
+/// completions it applies to, naming the reward, the count and the last reason.
+pub fn check_unscorable(spec: &Experiment, scored: &Scored) -> Result<()> {
+    for (name, reward) in &spec.rewards {
+        let (Some(limit), Some(scores)) = (reward.max_unscorable(), scored.per_reward.get(name))
+        else {
+            continue;
+        };
+        let applies = scored.applies.get(name);
+        let counted: Vec<&Score> = scores
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| applies.is_none_or(|a| a.get(*i).copied().unwrap_or(true)))
+            .map(|(_, s)| s)
+            .collect();
+        let reasons: Vec<&str> = counted
+            .iter()
+            .filter_map(|s| match s {
+                Score::Unscorable(r) => Some(r.as_str()),
+                Score::Value(_) => None,
+            })
+            .collect();
+        let n = counted.len();
+        if n == 0 || reasons.is_empty() {
+            continue;
+        }
+        let fraction = reasons.len() as f64 / n as f64;
+        if fraction > limit {
+            return Err(Error::Run(format!(
+                "reward `{name}`: {} of {n} results unscorable ({:.0} %), over its \
+                 max_unscorable {limit}; the run stops here (`runner apply --resume` scores \
+                 again). Last reason: {}",
+                reasons.len(),
+                100.0 * fraction,
+                reasons.last().copied().unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Stage for ScoreStage {
     fn run(&self, ctx: &mut StageContext<'_>) -> Result<StageOutput> {
         let id = ctx.instance.id.clone();
@@ -376,6 +417,7 @@ impl Stage for ScoreStage {
         };
         let set = reward_set(ctx)?;
         let scored = score_rows_with(set, &rows, &outcomes)?;
+        check_unscorable(ctx.spec, &scored)?;
         let mut out = reward_metrics(&scored);
         let lengths = length_stats(&rows, 0.0);
         out.insert("completions/mean_length".into(), json!(lengths.mean_length));
