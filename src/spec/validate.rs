@@ -13,8 +13,10 @@
 //! Passes 4–5 run only when 1–3 found no error, since rules need a typed spec. Nothing here
 //! panics on any input: every failure becomes a [`Diagnostic`].
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use jsonschema::error::ValidationErrorKind;
 use serde::Serialize;
@@ -440,12 +442,49 @@ fn check_schema(
     partial: bool,
 ) -> Vec<Issue> {
     let mut out = Vec::new();
-    check_into(root, schema, instance, prefix, partial, 0, &mut out);
+    let root_key = fingerprint(&root.to_string());
+    check_into(
+        root, root_key, schema, instance, prefix, partial, 0, &mut out,
+    );
     out
 }
 
+fn fingerprint(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// Compiled validators of (root, sub-schema) pairs: compiling is most of a validation's cost
+/// (the fuzzing target and a sweep validate the same schema thousands of times).
+type ValidatorCache = Mutex<HashMap<(u64, String), Arc<jsonschema::Validator>>>;
+
+/// The validator of `schema` standing alone under `root` (fingerprint `root_key`), compiled
+/// once per process.
+fn validator(
+    root: &Json,
+    root_key: u64,
+    schema: &Json,
+) -> std::result::Result<Arc<jsonschema::Validator>, String> {
+    static CACHE: OnceLock<ValidatorCache> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let key = (root_key, schema.to_string());
+    if let Some(v) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Ok(v);
+    }
+    let v =
+        Arc::new(jsonschema::validator_for(&standalone(root, schema)).map_err(|e| e.to_string())?);
+    if let Ok(mut c) = cache.lock() {
+        c.insert(key, v.clone());
+    }
+    Ok(v)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn check_into(
     root: &Json,
+    root_key: u64,
     schema: &Json,
     instance: &Json,
     prefix: &str,
@@ -456,8 +495,7 @@ fn check_into(
     if depth > 24 {
         return;
     }
-    let whole = standalone(root, schema);
-    let validator = match jsonschema::validator_for(&whole) {
+    let validator = match validator(root, root_key, schema) {
         Ok(v) => v,
         Err(e) => {
             out.push(Issue::new(
@@ -468,6 +506,9 @@ fn check_into(
             return;
         }
     };
+    // The standalone schema, for suggestions: only built when there is an error to explain.
+    let whole_cell = std::cell::OnceCell::new();
+    let whole = || whole_cell.get_or_init(|| standalone(root, schema));
     for err in validator.iter_errors(instance) {
         let ptr = err.instance_path.as_str().to_string();
         let rel = pointer_to_path(&ptr);
@@ -481,8 +522,8 @@ fn check_into(
         match &err.kind {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 let parent = spath.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-                let allowed = suggest::schema_at(&whole, parent)
-                    .map(|s| suggest::property_names(&whole, s))
+                let allowed = suggest::schema_at(whole(), parent)
+                    .map(|s| suggest::property_names(whole(), s))
                     .unwrap_or_default();
                 for k in unexpected {
                     out.push(unknown_field(&path, k, &allowed));
@@ -493,9 +534,9 @@ fn check_into(
                     let p = plain(property);
                     // Name the choices when the missing field is an enum (e.g. a reward's `kind`).
                     let parent = spath.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-                    let choices: Vec<String> = suggest::schema_at(&whole, parent)
-                        .and_then(|s| suggest::deref(&whole, s).get("properties")?.get(&p))
-                        .map(|s| suggest::enum_values(&whole, s).iter().map(plain).collect())
+                    let choices: Vec<String> = suggest::schema_at(whole(), parent)
+                        .and_then(|s| suggest::deref(whole(), s).get("properties")?.get(&p))
+                        .map(|s| suggest::enum_values(whole(), s).iter().map(plain).collect())
                         .unwrap_or_default();
                     let message = if choices.is_empty() {
                         format!("missing required field `{p}`")
@@ -520,20 +561,20 @@ fn check_into(
                 ));
             }
             ValidationErrorKind::OneOfNotValid | ValidationErrorKind::AnyOf => {
-                let branches: Vec<Json> = suggest::schema_at(&whole, &spath)
+                let branches: Vec<Json> = suggest::schema_at(whole(), &spath)
                     .and_then(Json::as_array)
                     .map(|list| {
                         list.iter()
-                            .map(|b| suggest::deref(&whole, b).clone())
+                            .map(|b| suggest::deref(whole(), b).clone())
                             .collect()
                     })
                     .unwrap_or_default();
-                explain_choice(root, &branches, here, &path, partial, depth, out);
+                explain_choice(root, root_key, &branches, here, &path, partial, depth, out);
             }
             ValidationErrorKind::OneOfMultipleValid => {}
             ValidationErrorKind::Type { .. } => {
                 let parent = spath.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-                let expected = suggest::schema_at(&whole, parent)
+                let expected = suggest::schema_at(whole(), parent)
                     .map(describe_type)
                     .unwrap_or_else(|| "another type".into());
                 out.push(Issue::new(
@@ -603,8 +644,10 @@ fn backticked(names: &[String]) -> String {
 
 /// Explains why no branch of a `oneOf`/`anyOf` matched: a bad enum value, a bad or missing
 /// discriminator (`kind`), or the problems of the branch that fits the value best.
+#[allow(clippy::too_many_arguments)]
 fn explain_choice(
     root: &Json,
+    root_key: u64,
     branches: &[Json],
     here: &Json,
     path: &str,
@@ -638,7 +681,7 @@ fn explain_choice(
             .collect();
         match obj.get(&tag) {
             Some(v) => match branches.iter().find(|b| const_of(b, &tag) == Some(v)) {
-                Some(b) => check_into(root, b, here, path, partial, depth + 1, out),
+                Some(b) => check_into(root, root_key, b, here, path, partial, depth + 1, out),
                 None => out.push(unknown_value(&join(path, &tag), v, &consts)),
             },
             None if !partial => {
@@ -652,7 +695,7 @@ fn explain_choice(
                     ),
                 ));
             }
-            None => best_branch(root, branches, here, path, partial, depth, out),
+            None => best_branch(root, root_key, branches, here, path, partial, depth, out),
         }
         return;
     }
@@ -674,12 +717,14 @@ fn explain_choice(
         ));
         return;
     }
-    best_branch(root, &fitting, here, path, partial, depth, out);
+    best_branch(root, root_key, &fitting, here, path, partial, depth, out);
 }
 
 /// Reports the problems of the branch with the fewest (none when one branch accepts).
+#[allow(clippy::too_many_arguments)]
 fn best_branch(
     root: &Json,
+    root_key: u64,
     branches: &[Json],
     here: &Json,
     path: &str,
@@ -690,7 +735,16 @@ fn best_branch(
     let mut best: Option<Vec<Issue>> = None;
     for b in branches {
         let mut issues = Vec::new();
-        check_into(root, b, here, path, partial, depth + 1, &mut issues);
+        check_into(
+            root,
+            root_key,
+            b,
+            here,
+            path,
+            partial,
+            depth + 1,
+            &mut issues,
+        );
         if best.as_ref().is_none_or(|x| issues.len() < x.len()) {
             best = Some(issues);
         }
