@@ -86,6 +86,8 @@ const CASES: &[Case] = &[
     Case { file: "missing_data_file.yaml", line: 6, col: 11, path: "data.train.path", severity: E, message: &["file `tests/fixtures/broken/data/nope.jsonl` does not exist"], hint: None },
     Case { file: "missing_sqlite.yaml", line: 12, col: 15, path: "rewards.sql.database", severity: E, message: &["file `tests/fixtures/broken/data/shop.db` does not exist"], hint: None },
     Case { file: "partitions_dir_missing.yaml", line: 6, col: 11, path: "data.train.path", severity: E, message: &["directory", "nodir", "of the `{date}` pattern does not exist"], hint: None },
+    // Paths outside the spec's project and allowed roots (the check `apply` and `plan` share).
+    Case { file: "path_outside_project.yaml", line: 6, col: 11, path: "data.train.path", severity: E, message: &["`/etc/passwd.jsonl` is outside the spec's project and the allowed roots", ".runner-allowed-roots"], hint: None },
     // Warnings: the spec stays valid.
     Case { file: "partitions_missing_dates.yaml", line: 6, col: 11, path: "data.train.path", severity: W, message: &["2 of 4 partition dates have no file: 20250802, 20250804"], hint: None },
     Case { file: "gspo_no_iterations.yaml", line: 15, col: 30, path: "train.importance_sampling_level", severity: W, message: &["importance ratio is always 1", "GSPO trains exactly like GRPO"], hint: None },

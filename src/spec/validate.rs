@@ -215,6 +215,14 @@ pub fn validate_file(path: &Path, opts: &ResolveOptions) -> Vec<Diagnostic> {
                         }
                     }
                 }
+                // Every file the spec names lies in its project or an allowed root (the same
+                // check `apply`, `plan` and sweeps get through this function).
+                let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+                let roots = crate::spec::locate::roots::AllowedRoots::for_spec(path);
+                for v in crate::spec::locate::roots::check_spec(&resolved.spec, &roots, &cwd) {
+                    let loc = locator.locate(&v.field, false);
+                    diags.push(Diagnostic::new(loc, v.field, Severity::Error, v.message));
+                }
                 let ctx = RuleContext::for_spec(path);
                 for finding in rules::check(&resolved.spec, &ctx) {
                     let loc = locator.locate(&finding.path, finding.key);
