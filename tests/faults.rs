@@ -56,7 +56,9 @@ name: tiny
 seed: 5
 model:
   base: {model}
-  adapter: {{r: 4, lora_alpha: 8, lora_dropout: 0.1, target_modules: [q_proj, v_proj]}}
+  # every module at r 32: the trainer state (adapter + optimizer moments, ~0.4 MB) outweighs
+  # state.json, so the full-disk test can run out of room inside a trainer / checkpoint write
+  adapter: {{r: 32, lora_alpha: 64, lora_dropout: 0.1, target_modules: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]}}
 data:
   train:
     path: {train}
@@ -516,10 +518,9 @@ fn killed_run(p: &Project, runs: &Path, steps: usize) -> PathBuf {
     run_dirs(runs).pop().unwrap()
 }
 
-/// Ignored until verified on a quiet machine (its last version could not be run in time):
-/// `cargo test --test faults -- --ignored full_disk --nocapture` (needs root for the tmpfs).
+/// Needs root to mount the tmpfs; skips with a message otherwise
+/// (`cargo test --test faults full_disk -- --nocapture` prints where each size stopped).
 #[test]
-#[ignore]
 fn full_disk_stops_the_run_with_a_clear_error_and_resume_completes() {
     let p = Project::new(STEPS);
     let runs_a = p.path().join("runs_a");
@@ -543,7 +544,7 @@ fn full_disk_stops_the_run_with_a_clear_error_and_resume_completes() {
         .unwrap()
         .len()
         / 4096;
-    for pages in (1..=state_pages + 120).step_by(1) {
+    for pages in (1..=state_pages + 600).step_by(3) {
         let run = mnt.join("tiny").join(snapshot.file_name().unwrap());
         let _ = std::fs::remove_dir_all(mnt.join("tiny"));
         let _ = std::fs::remove_file(mnt.join("ballast"));

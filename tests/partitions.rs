@@ -447,3 +447,39 @@ fn partition_options_are_checked() {
         }
     );
 }
+
+/// `runner apply --from/--to` warns about missing data files of the selected partitions only
+/// (not of the spec's whole range), and prints each warning once.
+#[test]
+fn cli_apply_warns_once_for_the_selected_partitions_only() {
+    let s = setup();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args([
+            "apply", "--quiet", "--no-env", "--from", "20250802", "--to", "20250804",
+        ])
+        .arg("--runs-dir")
+        .arg(s.dir.join("runs"))
+        .arg(&s.spec)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let missing: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("partition dates have no file"))
+        .collect();
+    // 20250803 has no headline and no outcome file: one warning for each pattern, once.
+    assert_eq!(missing.len(), 2, "{stderr}");
+    for field in ["data.train.path", "data.outcomes.path"] {
+        let lines: Vec<&&str> = missing.iter().filter(|l| l.contains(field)).collect();
+        assert_eq!(lines.len(), 1, "{field}: {stderr}");
+        assert!(
+            lines[0].contains("1 of 3 partition dates have no file: 20250803"),
+            "{stderr}"
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for l in stderr.lines().filter(|l| l.contains("warning")) {
+        assert!(seen.insert(l), "printed twice: {l}\n{stderr}");
+    }
+}

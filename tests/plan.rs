@@ -455,3 +455,72 @@ fn every_shipped_experiment_compiles() {
     }
     assert!(n >= 1);
 }
+
+/// The score stage's label says the pairing of the spec's `schedule.outcome_lag_days` (it
+/// always said "D−1 against D's outcomes", the lag-1 pairing).
+#[test]
+fn score_label_names_the_pairing_of_the_outcome_lag() {
+    let label = |lag: Option<u32>| -> String {
+        let mut s = Experiment {
+            name: "daily".into(),
+            ..Experiment::default()
+        };
+        s.schedule.mode = ScheduleMode::Partitions;
+        s.schedule.outcome_lag_days = lag;
+        s.schedule.partitions = Some(Partitions {
+            every: Default::default(),
+            from: "20250802".into(),
+            to: "20250804".into(),
+            backfill: true,
+            resume_from_last_model: true,
+            skip_missing: false,
+            overrides: vec![],
+        });
+        s.train.max_steps = Some(1);
+        let plan = compile(&s);
+        let score = plan
+            .stages
+            .iter()
+            .find(|st| st.kind == runner::stages::StageKind::Score)
+            .unwrap();
+        score.runs.clone()
+    };
+    assert_eq!(
+        label(None),
+        "per partition D: predictions of D−1 against D's outcomes, or an override"
+    );
+    assert_eq!(label(Some(1)), label(None));
+    assert_eq!(
+        label(Some(0)),
+        "per partition D: predictions of D−1 against D−1's own outcomes (outcome_lag_days: 0), \
+         or an override"
+    );
+    assert_eq!(
+        label(Some(2)),
+        "per partition D: predictions of D−2 against D's outcomes (outcome_lag_days: 2), or an \
+         override"
+    );
+}
+
+/// `runner plan --runs-dir X` shows the run directory under X (it always said `runs/`).
+#[test]
+fn cli_plan_shows_the_run_directory_under_runs_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), "1.0e-5");
+    let runs = dir.path().join("elsewhere");
+    let out = runner_cmd()
+        .args(["plan", "--runs-dir"])
+        .arg(&runs)
+        .arg(&spec)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = format!("run directory: {}/<run-id>/", runs.join("tiny").display());
+    assert!(text.contains(&want), "want `{want}` in:\n{text}");
+}
