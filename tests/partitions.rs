@@ -483,3 +483,47 @@ fn cli_apply_warns_once_for_the_selected_partitions_only() {
         assert!(seen.insert(l), "printed twice: {l}\n{stderr}");
     }
 }
+
+/// `runner plan --from/--to` plans the selected range, as `runner apply --from/--to` runs it
+/// (and, like apply, warns only about the selected partitions' files).
+#[test]
+fn cli_plan_from_to_plans_the_selected_range() {
+    let s = setup();
+    let plan = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(["plan", "--no-env", "--runs-dir"])
+            .arg(s.dir.join("runs"))
+            .args(extra)
+            .arg(&s.spec)
+            .output()
+            .unwrap()
+    };
+    let out = plan(&["--json", "--from", "20250804", "--to", "20250805"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("have no file"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dates: Vec<&str> = v["loop"]["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["date"].as_str().unwrap())
+        .collect();
+    assert_eq!(dates, ["20250804", "20250805"], "{}", v["loop"]);
+    // Without the options the spec's whole range is planned, its missing day warned about.
+    let out = plan(&["--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("1 of 5 partition dates have no file: 20250803"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["loop"]["rounds"].as_array().unwrap().len(), 5);
+    // A saved plan cannot carry the options: refused, saying what to do instead.
+    let saved = s.dir.join("p.json");
+    let out = plan(&["--from", "20250804", "--out", saved.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("schedule.partitions.from="), "{stderr}");
+    assert!(!saved.exists());
+}

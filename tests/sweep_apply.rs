@@ -91,8 +91,8 @@ fn apply_writes_tables_and_reports_a_failing_point() {
         "{md}"
     );
 
-    // `sweep status FILE` reads the same from the run directories (the points that failed
-    // validation have none: pending).
+    // `sweep status FILE` reads the same from the run directories; the points that failed
+    // validation have none, their error is recorded in runs/<point>/invalid.txt: failed.
     let st = runner(
         d.path(),
         &["sweep", "status", spec.to_str().unwrap(), "--json"],
@@ -102,10 +102,12 @@ fn apply_writes_tables_and_reports_a_failing_point() {
     let statuses: Vec<&str> = recs.iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(
         statuses,
-        ["completed", "pending", "pending", "completed"],
+        ["completed", "failed", "failed", "completed"],
         "{}",
         text(&st)
     );
+    let err = recs[1]["error"].as_str().unwrap_or_default();
+    assert!(err.contains("generate.temperature"), "{err}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use crate::run::{apply, ApplyRequest};
 use crate::stages::Registry;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `runner apply`.
 #[derive(clap::Args, Debug)]
@@ -71,11 +71,30 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         eprintln!("error: give a spec file or a plan to apply, or --resume RUN_DIR");
         return Ok(2);
     }
+    let partition = crate::run::apply::PartitionOptions {
+        partition: args.partition,
+        from: args.from,
+        to: args.to,
+        outcomes_from: args.outcomes_from,
+    };
+    // The spec's diagnostics are printed here, before anything runs; the report's warnings are
+    // the same ones again, printed only when this check did not run (a saved plan, --resume
+    // alone).
+    let mut diagnosed = false;
     if let Some(file) = &args.file {
         if !crate::run::apply::is_plan_path(file) {
-            if let Some(code) = super::plan::report_diagnostics(file, &args.sets, !args.no_env) {
+            let mut sets = args.sets.clone();
+            sets.extend(selected_range_sets(
+                file,
+                &args.sets,
+                !args.no_env,
+                &partition,
+                &args.runs_dir,
+            ));
+            if let Some(code) = super::plan::report_diagnostics(file, &sets, !args.no_env) {
                 return Ok(code);
             }
+            diagnosed = true;
         }
     }
     let req = ApplyRequest {
@@ -86,18 +105,15 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         resume: args.resume,
         run_name: None,
         progress: !args.quiet,
-        partition: crate::run::apply::PartitionOptions {
-            partition: args.partition,
-            from: args.from,
-            to: args.to,
-            outcomes_from: args.outcomes_from,
-        },
+        partition,
         force: args.force,
     };
     match apply(&req, &Registry::builtin()) {
         Ok(report) => {
-            for w in &report.warnings {
-                eprintln!("{w}");
+            if !diagnosed {
+                for w in &report.warnings {
+                    eprintln!("{w}");
+                }
             }
             let s = report.summary;
             if s.up_to_date {
@@ -138,5 +154,51 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             eprintln!("error: {e}");
             Ok(1)
         }
+    }
+}
+
+/// With --partition/--from/--to, `--set` overrides that give the spec's
+/// `schedule.partitions` the dates apply will run, so that validation warns about the data
+/// files of the selected partitions only, not of the spec's whole range. Empty when there is
+/// nothing to narrow, or when the options cannot be applied (apply then says why). Also used
+/// by `runner plan --from/--to`.
+pub(crate) fn selected_range_sets(
+    file: &Path,
+    sets: &[String],
+    use_env: bool,
+    opts: &crate::run::apply::PartitionOptions,
+    runs_dir: &Path,
+) -> Vec<String> {
+    if !opts.is_set() {
+        return Vec::new();
+    }
+    let resolve_opts = crate::spec::resolve::ResolveOptions {
+        sets: sets.to_vec(),
+        use_env,
+    };
+    let Ok(resolved) = crate::spec::resolve::resolve(file, &resolve_opts) else {
+        return Vec::new();
+    };
+    let mut spec = resolved.spec;
+    if spec.schedule.mode != crate::spec::ScheduleMode::Partitions {
+        return Vec::new();
+    }
+    let name = crate::plan::run_name(&spec);
+    if crate::run::apply::daily::shape_spec(&mut spec, opts, runs_dir, &name).is_err() {
+        return Vec::new();
+    }
+    match &spec.schedule.partitions {
+        // JSON strings are YAML strings: the dates stay strings, not integers.
+        Some(p) => vec![
+            format!(
+                "schedule.partitions.from={}",
+                serde_json::Value::from(p.from.clone())
+            ),
+            format!(
+                "schedule.partitions.to={}",
+                serde_json::Value::from(p.to.clone())
+            ),
+        ],
+        None => Vec::new(),
     }
 }

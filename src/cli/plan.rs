@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
   runner plan experiments/polychromic.yaml --set train.learning_rate=5e-6 --json
   runner plan experiments/newrun_daily.yaml --out newrun.plan.json && runner apply newrun.plan.json
   runner plan experiments/quickstart.yaml --force generate
+  runner plan experiments/newrun_daily.yaml --from 20250802 --to 20250804
 
 Each stage is shown as `cached (run <id>)` — an earlier run under --runs-dir has its outputs
 for the same inputs — or `to run (<reason>)`, the reason being the first input that differs.")]
@@ -38,6 +39,14 @@ pub struct Args {
     /// would; repeatable.
     #[arg(long, value_name = "STAGE", value_parser = parse_stage)]
     pub force: Vec<StageKind>,
+    /// Daily loop: plan a backfill from this date (replaces schedule.partitions.from), as
+    /// `runner apply --from`.
+    #[arg(long, value_name = "YYYYMMDD")]
+    pub from: Option<String>,
+    /// Daily loop: plan a backfill to this date (replaces schedule.partitions.to), as
+    /// `runner apply --to`.
+    #[arg(long, value_name = "YYYYMMDD")]
+    pub to: Option<String>,
 }
 
 /// A stage kind name for `--force`.
@@ -49,10 +58,40 @@ pub fn parse_stage(s: &str) -> Result<StageKind, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    if let Some(code) = report_diagnostics(&args.file, &args.sets, !args.no_env) {
+    let partition = crate::run::apply::PartitionOptions {
+        from: args.from.clone(),
+        to: args.to.clone(),
+        ..Default::default()
+    };
+    if partition.is_set() && args.out.is_some() {
+        eprintln!(
+            "error: --from/--to are not recorded in a saved plan; plan the range without --out \
+             and run it with `runner apply SPEC --from A --to B`, or save a plan made with \
+             --set schedule.partitions.from='A' --set schedule.partitions.to='B'"
+        );
+        return Ok(2);
+    }
+    let mut sets = args.sets.clone();
+    sets.extend(super::apply::selected_range_sets(
+        &args.file,
+        &args.sets,
+        !args.no_env,
+        &partition,
+        &args.runs_dir,
+    ));
+    if let Some(code) = report_diagnostics(&args.file, &sets, !args.no_env) {
         return Ok(code);
     }
-    let prepared = match crate::run::apply::prepare_spec(&args.file, &args.sets, !args.no_env) {
+    let req = crate::run::ApplyRequest {
+        input: Some(args.file.clone()),
+        sets: args.sets.clone(),
+        use_env: !args.no_env,
+        runs_dir: args.runs_dir.clone(),
+        partition,
+        force: args.force.clone(),
+        ..Default::default()
+    };
+    let prepared = match crate::run::apply::prepare_for(&req, &args.file) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
@@ -84,7 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", crate::plan::render::render(plan));
+        print!("{}", crate::plan::render::render_in(plan, &args.runs_dir));
         println!();
         match &cache {
             Ok(view) => {

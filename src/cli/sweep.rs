@@ -252,8 +252,19 @@ fn apply_point(args: &Args, file: &Path, p: &SweepPoint) -> crate::Result<PathBu
         ..ApplyRequest::default()
     };
     let registry = Registry::builtin();
-    let report =
-        prepare_spec(file, &sets, use_env).and_then(|prep| start(&req, prep, &registry))?;
+    // A point that does not validate gets no run directory: `sweep status` reads its error
+    // from `runs/<point>/invalid.txt` instead.
+    let prep = match prepare_spec(file, &sets, use_env) {
+        Ok(prep) => {
+            status::clear_invalid(&args.runs_dir, &p.name)?;
+            prep
+        }
+        Err(e) => {
+            status::record_invalid(&args.runs_dir, &p.name, &one_line(&e.to_string()))?;
+            return Err(e);
+        }
+    };
+    let report = start(&req, prep, &registry)?;
     Ok(report.run_dir)
 }
 

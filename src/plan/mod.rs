@@ -554,6 +554,22 @@ fn compile_partitions(spec: &Experiment, notes: &mut Vec<String>) -> Result<Loop
     ))
 }
 
+/// What partition D's score stage pairs for `schedule.outcome_lag_days` = `lag`: the
+/// predictions of P are scored against the outcomes of P + lag, in round max(P + 1, P + lag)
+/// (see [`partitions::rounds`]).
+pub fn score_pairing(lag: u32) -> String {
+    match lag {
+        0 => "per partition D: predictions of D−1 against D−1's own outcomes \
+              (outcome_lag_days: 0), or an override"
+            .to_string(),
+        1 => "per partition D: predictions of D−1 against D's outcomes, or an override".to_string(),
+        n => format!(
+            "per partition D: predictions of D−{n} against D's outcomes (outcome_lag_days: {n}), \
+             or an override"
+        ),
+    }
+}
+
 fn planned_stages(spec: &Experiment, loop_: &LoopPlan, eval_count: usize) -> Vec<PlannedStage> {
     let to_json = |v: serde_json::Result<serde_json::Value>| v.unwrap_or(serde_json::Value::Null);
     let mut out = Vec::new();
@@ -581,9 +597,7 @@ fn planned_stages(spec: &Experiment, loop_: &LoopPlan, eval_count: usize) -> Vec
     };
     let scored = match loop_ {
         LoopPlan::Steps { .. } => "every step".to_string(),
-        LoopPlan::Partitions { .. } => {
-            "per partition D: predictions of D−1 (or an override) against D's outcomes".to_string()
-        }
+        LoopPlan::Partitions { .. } => score_pairing(spec.schedule.outcome_lag_days.unwrap_or(1)),
     };
     out.push(PlannedStage {
         kind: StageKind::Generate,

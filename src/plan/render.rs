@@ -3,8 +3,13 @@
 use super::{LoopPlan, Plan};
 use std::fmt::Write;
 
-/// Render a plan for a terminal.
+/// Render a plan for a terminal, its runs under `runs/`.
 pub fn render(plan: &Plan) -> String {
+    render_in(plan, std::path::Path::new("runs"))
+}
+
+/// Render a plan for a terminal, its runs under `runs_dir` (`runner plan --runs-dir`).
+pub fn render_in(plan: &Plan, runs_dir: &std::path::Path) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -22,7 +27,11 @@ pub fn render(plan: &Plan) -> String {
         }
         let _ = writeln!(o);
     }
-    let _ = writeln!(o, "  run directory: runs/{}/<run-id>/", plan.run_name);
+    let _ = writeln!(
+        o,
+        "  run directory: {}/<run-id>/",
+        runs_dir.join(&plan.run_name).display()
+    );
     let _ = writeln!(o);
     tree(&mut o, plan);
     if let Some(lr) = &plan.lr {

@@ -157,14 +157,21 @@ const NUMERIC: [(&str, &str, Getter); 11] = [
     }),
     ("Leak rate", "leak_rate", |r| r.leak_rate),
     ("Mean words", "mean_words", |r| r.mean_words),
+    // Judging and training happen only on a partition that scored predictions (the first
+    // partition of a run only generates): elsewhere they have no value, not 0.
     ("Judge retries", "judge_retries", |r| {
-        Some(r.judge_retries as f64)
+        scored(r).then_some(r.judge_retries as f64)
     }),
     ("Training steps", "training_steps", |r| {
-        Some(r.training_steps as f64)
+        scored(r).then_some(r.training_steps as f64)
     }),
     ("Avg reward", "avg_reward", |r| r.avg_reward),
 ];
+
+/// Whether the partition scored (and so judged and trained on) any predictions.
+fn scored(r: &PartitionSummary) -> bool {
+    !r.scored_pairs.is_empty() || r.training_steps > 0 || r.judge_retries > 0
+}
 
 /// KL is last in the seed tables; kept apart so the const array stays simple.
 fn kl_of(r: &PartitionSummary) -> Option<f64> {
@@ -180,25 +187,61 @@ fn numeric_columns() -> Vec<(&'static str, &'static str, Getter)> {
 /// First and last present values of a column over the partitions that are done (all rows
 /// when none is marked done).
 pub fn drift(rows: &[PartitionSummary], get: Getter) -> Option<(f64, f64)> {
+    drift_span(rows, get).map(|s| (s.first, s.last))
+}
+
+/// A column's first and last present values, with the date of the first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftSpan {
+    /// Date of the first partition that has the value.
+    pub first_date: String,
+    /// Whether that is a later partition than the first one in the pool (the column has no
+    /// value on the earlier ones, e.g. training steps on a generate-only first partition).
+    pub starts_later: bool,
+    /// First present value.
+    pub first: f64,
+    /// Last present value.
+    pub last: f64,
+}
+
+/// [`drift`] with the date the span starts from.
+pub fn drift_span(rows: &[PartitionSummary], get: Getter) -> Option<DriftSpan> {
     let done: Vec<&PartitionSummary> = rows.iter().filter(|r| r.status == "done").collect();
     let pool: Vec<&PartitionSummary> = if done.is_empty() {
         rows.iter().collect()
     } else {
         done
     };
-    let vals: Vec<f64> = pool
+    let vals: Vec<(&PartitionSummary, f64)> = pool
         .iter()
-        .filter_map(|r| get(r))
-        .filter(|x| x.is_finite())
+        .filter_map(|r| get(r).map(|x| (*r, x)))
+        .filter(|(_, x)| x.is_finite())
         .collect();
-    Some((*vals.first()?, *vals.last()?))
+    let (first_row, first) = *vals.first()?;
+    let (_, last) = *vals.last()?;
+    Some(DriftSpan {
+        first_date: first_row.date.clone(),
+        starts_later: pool.first().is_some_and(|p| !std::ptr::eq(*p, first_row)),
+        first,
+        last,
+    })
 }
 
 fn cell(v: Option<f64>, integer: bool) -> String {
     match v {
         None => "—".into(),
         Some(x) if integer => format!("{x:.0}"),
-        Some(x) => format!("{x:.4}"),
+        Some(x) => fixed_or_sci(x),
+    }
+}
+
+/// Four decimals, or three significant digits in scientific notation for a non-zero value
+/// that four decimals would show as 0 (a KL of 3e-6 is not 0.0000).
+fn fixed_or_sci(x: f64) -> String {
+    if x != 0.0 && x.abs() < 5e-4 {
+        format!("{x:.2e}")
+    } else {
+        format!("{x:.4}")
     }
 }
 
@@ -213,7 +256,7 @@ fn signed(x: f64, integer: bool) -> String {
     let body = if integer {
         format!("{:.0}", x.abs())
     } else {
-        format!("{:.4}", x.abs())
+        fixed_or_sci(x.abs())
     };
     if x < 0.0 {
         format!("−{body}")
@@ -241,11 +284,17 @@ pub fn partition_table(rows: &[PartitionSummary]) -> Vec<Vec<String>> {
         out.push(line);
     }
     let mut d = vec!["first→last".to_string(), String::new(), String::new()];
-    d.extend(cols.iter().map(|c| match drift(rows, c.2) {
-        Some((a, b)) => {
+    d.extend(cols.iter().map(|c| match drift_span(rows, c.2) {
+        Some(span) => {
             let int = is_count(c.1);
+            let (a, b) = (span.first, span.last);
+            let from = if span.starts_later {
+                format!(" from {}", span.first_date)
+            } else {
+                String::new()
+            };
             format!(
-                "{} → {} ({})",
+                "{} → {} ({}){from}",
                 cell(Some(a), int),
                 cell(Some(b), int),
                 signed(b - a, int)
@@ -730,5 +779,46 @@ mod tests {
             drift_line.starts_with("drift,last-first,,-1,"),
             "{drift_line}"
         );
+    }
+
+    /// Judge retries and training steps have no value on a generate-only partition (the first
+    /// of a run): their first→last row starts from the first partition that trained, and says
+    /// which.
+    #[test]
+    fn training_drift_starts_from_the_first_trained_partition() {
+        let trained = |date: &str, steps: usize, retries: u64, kl: f64| PartitionSummary {
+            training_steps: steps,
+            judge_retries: retries,
+            kl: Some(kl),
+            scored_pairs: vec![format!("x×{date}")],
+            ..row(date, "done", Some(0.5), 2)
+        };
+        let rows = vec![
+            row("20250802", "done", Some(0.4), 2),
+            trained("20250803", 4, 3, 1e-4),
+            trained("20250804", 6, 1, 2e-4),
+        ];
+        let t = partition_table(&rows);
+        let col = |name: &str| t[0].iter().position(|h| h == name).unwrap();
+        let last = t.last().unwrap();
+        assert_eq!(last[col("Training steps")], "4 → 6 (+2) from 20250803");
+        assert_eq!(last[col("Judge retries")], "3 → 1 (−2) from 20250803");
+        assert_eq!(
+            last[col("KL")],
+            "1.00e-4 → 2.00e-4 (+1.00e-4) from 20250803"
+        );
+        // Columns present from the first partition on say nothing more.
+        assert_eq!(last[col("Headlines")], "2 → 2 (+0)");
+        assert_eq!(t[1][col("Training steps")], "—");
+        let csv = partition_csv(&rows).unwrap();
+        let drift_line = csv.lines().last().unwrap();
+        let steps_at = csv
+            .lines()
+            .next()
+            .unwrap()
+            .split(',')
+            .position(|h| h == "training_steps")
+            .unwrap();
+        assert_eq!(drift_line.split(',').nth(steps_at), Some("2"), "{csv}");
     }
 }

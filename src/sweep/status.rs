@@ -149,10 +149,41 @@ pub fn probe(run_dir: &Path) -> Result<RunProbe> {
     })
 }
 
-/// The record of one point from its newest run directory (pending when it has none). Final
+/// File in `runs/<point>/` holding why the point's last attempt did not validate (such an
+/// attempt creates no run directory); the next attempt that validates removes it.
+pub const INVALID_FILE: &str = "invalid.txt";
+
+/// Records that the point `name` failed validation with `error`.
+pub fn record_invalid(runs_dir: &Path, name: &str, error: &str) -> Result<()> {
+    let dir = runs_dir.join(safe_name(name));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    crate::run::atomic::write_bytes(&dir.join(INVALID_FILE), error.as_bytes())
+}
+
+/// Forgets a recorded validation failure of the point `name` (it validates now).
+pub fn clear_invalid(runs_dir: &Path, name: &str) -> Result<()> {
+    let f = runs_dir.join(safe_name(name)).join(INVALID_FILE);
+    match std::fs::remove_file(&f) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&f, e)),
+        _ => Ok(()),
+    }
+}
+
+/// The recorded validation failure of the point `name`, if its last attempt did not validate.
+pub fn invalid(runs_dir: &Path, name: &str) -> Option<String> {
+    std::fs::read_to_string(runs_dir.join(safe_name(name)).join(INVALID_FILE)).ok()
+}
+
+/// The record of one point from its newest run directory (pending when it has none; failed
+/// when its last attempt did not validate, see [`INVALID_FILE`]). Final
 /// metrics are read for completed and stopped runs; failing to read them is noted in `error`.
 pub fn point_record(runs_dir: &Path, point: &SweepPoint) -> PointRecord {
     let mut rec = PointRecord::pending(point);
+    if let Some(error) = invalid(runs_dir, &point.name) {
+        rec.status = PointStatus::Failed;
+        rec.error = Some(error);
+        return rec;
+    }
     let Some(dir) = latest_run(runs_dir, &point.name) else {
         return rec;
     };
@@ -191,4 +222,35 @@ pub fn add_metrics(rec: &mut PointRecord, run_dir: &Path) {
 /// Records of every point of a sweep, read from the run directories.
 pub fn collect(runs_dir: &Path, points: &[SweepPoint]) -> Vec<PointRecord> {
     points.iter().map(|p| point_record(runs_dir, p)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A point whose last attempt did not validate shows as failed with its error, until an
+    /// attempt validates again.
+    #[test]
+    fn a_recorded_validation_failure_is_failed_until_cleared() {
+        let runs = tempfile::tempdir().unwrap();
+        let point = SweepPoint {
+            name: "s@t=-1".into(),
+            assignments: Vec::new(),
+            sets: Vec::new(),
+        };
+        assert_eq!(
+            point_record(runs.path(), &point).status,
+            PointStatus::Pending
+        );
+        record_invalid(runs.path(), &point.name, "generate.temperature: -1 < 0").unwrap();
+        let rec = point_record(runs.path(), &point);
+        assert_eq!(rec.status, PointStatus::Failed);
+        assert_eq!(rec.error.as_deref(), Some("generate.temperature: -1 < 0"));
+        clear_invalid(runs.path(), &point.name).unwrap();
+        clear_invalid(runs.path(), &point.name).unwrap();
+        assert_eq!(
+            point_record(runs.path(), &point).status,
+            PointStatus::Pending
+        );
+    }
 }

@@ -6,7 +6,7 @@
 
 use crate::plan::partitions::Lineage;
 use crate::run::summary::{self, PartitionSummary};
-use crate::spec::Condition;
+use crate::spec::{CompareOp, Condition};
 use crate::stages::StageContext;
 use crate::{Error, Result};
 
@@ -62,14 +62,26 @@ pub fn conditions_hold(row: &PartitionSummary, when: &[Condition]) -> Result<Opt
             Some(v) if c.op.holds(v, c.value) => {}
             Some(v) => {
                 return Ok(Some(format!(
-                    "{} = {v:.4} is not {:?} {}",
-                    c.metric, c.op, c.value
+                    "{} = {v:.4} is not {} {}",
+                    c.metric,
+                    symbol(c.op),
+                    c.value
                 )))
             }
             None => return Ok(Some(format!("{} not measured on {}", c.metric, row.date))),
         }
     }
     Ok(None)
+}
+
+/// A comparison as people write it (`ge` → `>=`), for the reasons shown to them.
+fn symbol(op: CompareOp) -> &'static str {
+    match op {
+        CompareOp::Gt => ">",
+        CompareOp::Ge => ">=",
+        CompareOp::Lt => "<",
+        CompareOp::Le => "<=",
+    }
 }
 
 /// Choose from earlier rows (any order; only dates before `date` count).
@@ -141,7 +153,7 @@ pub fn choose(ctx: &StageContext<'_>, date: &str) -> Result<Choice> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{AutoProfile, CompareOp, Generate};
+    use crate::spec::{AutoProfile, Generate};
 
     fn gen() -> Generate {
         Generate {
@@ -187,7 +199,19 @@ mod tests {
         let rows = vec![row("20250802", "tight", 0.05, 0.0)];
         let c = choose_from(&g, &rows, "20250803").unwrap();
         assert_eq!(c.profile.as_deref(), Some("tight"));
-        assert!(c.reason.contains("validity"), "{}", c.reason);
+        assert!(
+            c.reason
+                .ends_with("auto_profile kept tight: validity = 0.0500 is not >= 0.1"),
+            "{}",
+            c.reason
+        );
+        let rows = vec![row("20250802", "tight", 0.5, 0.25)];
+        let c = choose_from(&g, &rows, "20250803").unwrap();
+        assert!(
+            c.reason.ends_with("leak_rate = 0.2500 is not <= 0.1"),
+            "{}",
+            c.reason
+        );
         // exactly at the thresholds: ge 0.10 and le 0.10 both hold
         let rows = vec![row("20250802", "tight", 0.10, 0.10)];
         let c = choose_from(&g, &rows, "20250803").unwrap();
