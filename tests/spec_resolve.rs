@@ -576,3 +576,26 @@ fn spec_hash_is_stable_and_sensitive() {
     c.train.learning_rate = 3e-6;
     assert_ne!(spec_hash(&a), spec_hash(&c));
 }
+
+/// A field that holds a string keeps a `--set` value as written: a bare date is the date
+/// string, not the integer YAML reads; a numeric field still gets a number.
+#[test]
+fn set_keeps_text_for_string_fields() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write(
+        tmp.path(),
+        "daily.yaml",
+        "schedule: {mode: partitions, partitions: {from: '20250801', to: '20250805'}}\n",
+    );
+    let opts = ResolveOptions {
+        sets: vec![
+            "schedule.partitions.from=20250802".into(),
+            "train.max_steps=12".into(),
+        ],
+        use_env: false,
+    };
+    let r = resolve(&f, &opts).unwrap();
+    let p = r.spec.schedule.partitions.as_ref().expect("partitions");
+    assert_eq!(p.from, "20250802");
+    assert_eq!(r.spec.train.max_steps, Some(12));
+}

@@ -171,7 +171,15 @@ pub fn to_csv(rows: &[PartitionSummary]) -> Result<String> {
 }
 
 fn opt(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:.6}")).unwrap_or_default()
+    // A KL of 3.2e-6 is not 0.000000: small non-zero values in scientific notation.
+    v.map(|x| {
+        if x != 0.0 && x.abs() < 1e-3 {
+            format!("{x:.6e}")
+        } else {
+            format!("{x:.6}")
+        }
+    })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -190,6 +198,14 @@ mod tests {
             scored_pairs: vec!["20250801×20250802".into()],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn small_values_keep_their_digits_in_the_csv() {
+        assert_eq!(opt(Some(3.2e-6)), "3.200000e-6");
+        assert_eq!(opt(Some(0.25)), "0.250000");
+        assert_eq!(opt(Some(0.0)), "0.000000");
+        assert_eq!(opt(None), "");
     }
 
     #[test]

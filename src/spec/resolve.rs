@@ -561,7 +561,7 @@ fn set_layer(fig: &Figment, flag: &str) -> Result<(Vec<String>, Json), ResolveEr
         });
         ResolveError::from(issue)
     };
-    let (path, value) = flag
+    let (path, raw) = flag
         .split_once('=')
         .ok_or_else(|| bad("--set expects path=value (e.g. train.learning_rate=5e-6)".into()))?;
     let segs: Vec<String> = path.trim().split('.').map(str::to_string).collect();
@@ -570,13 +570,24 @@ fn set_layer(fig: &Figment, flag: &str) -> Result<(Vec<String>, Json), ResolveEr
             "`{path}` is not a field path like train.max_steps"
         )));
     }
-    let value: Json = if value.trim().is_empty() {
+    let value: Json = if raw.trim().is_empty() {
         Json::Null
     } else {
-        serde_yaml::from_str(value)
-            .map_err(|e| bad(format!("value `{value}` is not YAML: {}", yaml_message(&e))))?
+        serde_yaml::from_str(raw)
+            .map_err(|e| bad(format!("value `{raw}` is not YAML: {}", yaml_message(&e))))?
     };
     let current: Json = fig.extract().unwrap_or(Json::Null);
+    // A field that holds a string keeps the text as written: `--set
+    // schedule.partitions.from=20250802` is the date string, not the integer YAML reads.
+    let existing = segs.iter().try_fold(&current, |node, seg| match node {
+        Json::Object(m) => m.get(seg),
+        Json::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    });
+    let value = match (existing, value) {
+        (Some(Json::String(_)), Json::Number(_) | Json::Bool(_)) => Json::String(raw.trim().into()),
+        (_, v) => v,
+    };
     // Find the first segment that indexes into a list.
     let mut node = &current;
     for (i, seg) in segs.iter().enumerate() {
