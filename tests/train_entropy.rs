@@ -7,12 +7,12 @@ mod support_train;
 
 use candle_core::{DType, Device, Tensor, D};
 use runner::engine::load::{self, LoadOptions, ModelFiles};
-use runner::engine::model::{LoraConfig, Model, TrainBatch};
+use runner::engine::model::{LoraConfig, Model};
 use runner::spec::{ImportanceSamplingLevel, LossType, Train};
 use runner::stages::train::{optimizer_step, Sample, StepConfig};
 use runner::train::loss::{policy_loss, LossConfig, LossInputs};
 use runner::train::optim::{AdamW, AdamWConfig};
-use support_train::write_model;
+use support_train::{prompt_completion_batch, write_model};
 
 fn tiny_lora_model(dir: &std::path::Path) -> Model {
     let base = write_model(dir);
@@ -38,31 +38,6 @@ fn rows() -> Vec<(Vec<u32>, Vec<u32>)> {
         (vec![8, 30], vec![22]),
         (vec![11, 4, 6, 19, 25], vec![33, 2]),
     ]
-}
-
-/// The batch (padding id 0) and the `[b, t-1]` loss mask (completion positions).
-fn batch(rows: &[(Vec<u32>, Vec<u32>)]) -> (TrainBatch, Tensor) {
-    let b = rows.len();
-    let t = rows.iter().map(|(p, c)| p.len() + c.len()).max().unwrap();
-    let mut ids = vec![0u32; b * t];
-    let mut cm = vec![0f32; b * t];
-    let mut lm = vec![0f32; b * (t - 1)];
-    for (i, (p, c)) in rows.iter().enumerate() {
-        ids[i * t..i * t + p.len()].copy_from_slice(p);
-        ids[i * t + p.len()..i * t + p.len() + c.len()].copy_from_slice(c);
-        for k in 0..c.len() {
-            cm[i * t + p.len() + k] = 1.0;
-            lm[i * (t - 1) + p.len() - 1 + k] = 1.0;
-        }
-    }
-    let dev = Device::Cpu;
-    (
-        TrainBatch {
-            input_ids: Tensor::from_vec(ids, (b, t), &dev).unwrap(),
-            completion_mask: Tensor::from_vec(cm, (b, t), &dev).unwrap(),
-        },
-        Tensor::from_vec(lm, (b, t - 1), &dev).unwrap(),
-    )
 }
 
 /// Reference entropy `[b, t-1]` at temperature `temp`: `−Σ p·log p` of
@@ -96,7 +71,7 @@ fn vals2(t: &Tensor) -> Vec<Vec<f64>> {
 fn entropy_matches_the_full_logits_reference_on_ragged_masked_rows() {
     let tmp = tempfile::tempdir().unwrap();
     let m = tiny_lora_model(tmp.path());
-    let (b, _) = batch(&rows());
+    let (b, _) = prompt_completion_batch(&rows());
     let cmask = vals2(&b.completion_mask);
     for temp in [0.7, 1.0] {
         let want = vals2(&reference_entropy(&m, &b.input_ids, temp));
@@ -224,7 +199,7 @@ fn optimizer_step_logs_the_mean_completion_token_entropy() {
 fn masked_forward_gives_the_unmasked_loss_and_gradients() {
     let tmp = tempfile::tempdir().unwrap();
     let m = tiny_lora_model(tmp.path());
-    let (b, mut lmask) = batch(&rows());
+    let (b, mut lmask) = prompt_completion_batch(&rows());
     // mask_truncated: the second row's completion leaves the loss but stays in the batch
     let mut lm = vals2(&lmask);
     lm[1].iter_mut().for_each(|x| *x = 0.0);
@@ -342,7 +317,7 @@ fn full_finetune_entropy_matches_the_reference() {
     };
     let mut m = load::load_model(&ModelFiles::HfDir(base), &opts).unwrap().0;
     m.enable_full_finetune().unwrap();
-    let (b, _) = batch(&rows());
+    let (b, _) = prompt_completion_batch(&rows());
     let cmask = vals2(&b.completion_mask);
     let want = vals2(&reference_entropy(&m, &b.input_ids, 0.6));
     let (_, h) = m.token_logprobs_entropy_at(&b, 0.6, true).unwrap();

@@ -44,31 +44,11 @@ fn tiny_lora_model(dir: &std::path::Path) -> Model {
 }
 
 fn batch() -> (TrainBatch, Tensor) {
-    let rows: [(&[u32], &[u32]); 3] = [
-        (&[5, 17, 3], &[9, 12, 40, 7]),
-        (&[8, 30], &[22, 14]),
-        (&[11, 4, 6, 19], &[33, 2]),
-    ];
-    let (b, t) = (3, 7);
-    let mut ids = vec![0u32; b * t];
-    let mut cm = vec![0f32; b * t];
-    let mut lm = vec![0f32; b * (t - 1)];
-    for (i, (p, c)) in rows.iter().enumerate() {
-        ids[i * t..i * t + p.len()].copy_from_slice(p);
-        ids[i * t + p.len()..i * t + p.len() + c.len()].copy_from_slice(c);
-        for k in 0..c.len() {
-            cm[i * t + p.len() + k] = 1.0;
-            lm[i * (t - 1) + p.len() - 1 + k] = 1.0;
-        }
-    }
-    let dev = Device::Cpu;
-    (
-        TrainBatch {
-            input_ids: Tensor::from_vec(ids, (b, t), &dev).unwrap(),
-            completion_mask: Tensor::from_vec(cm, (b, t), &dev).unwrap(),
-        },
-        Tensor::from_vec(lm, (b, t - 1), &dev).unwrap(),
-    )
+    prompt_completion_batch(&[
+        (vec![5, 17, 3], vec![9, 12, 40, 7]),
+        (vec![8, 30], vec![22, 14]),
+        (vec![11, 4, 6, 19], vec![33, 2]),
+    ])
 }
 
 fn flat_grads(g: &candle_core::backprop::GradStore, m: &Model) -> Vec<Vec<f64>> {

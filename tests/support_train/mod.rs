@@ -7,10 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use runner::engine::generate::FinishReason;
 use runner::engine::load::{self, LoadOptions, ModelFiles};
 use runner::engine::model::Arch;
+use runner::engine::model::TrainBatch;
 use runner::engine::tokenizer::Tok;
 use runner::run::{apply, ApplyReport, ApplyRequest};
 use runner::stages::artifacts::{write_jsonl, AdvantageRow, RolloutRow, ScoredRow};
@@ -296,4 +297,34 @@ pub fn tensors(path: &Path) -> BTreeMap<String, Vec<f64>> {
             (k, v.to_vec1::<f64>().unwrap())
         })
         .collect()
+}
+
+/// Rows of (prompt, completion) ids as a right-padded batch (padding id 0) and its `[b, t-1]`
+/// loss mask (the completion positions).
+pub fn prompt_completion_batch(rows: &[(Vec<u32>, Vec<u32>)]) -> (TrainBatch, Tensor) {
+    let b = rows.len();
+    let t = rows
+        .iter()
+        .map(|(p, c)| p.len() + c.len())
+        .max()
+        .unwrap_or(0);
+    let mut ids = vec![0u32; b * t];
+    let mut cm = vec![0f32; b * t];
+    let mut lm = vec![0f32; b * (t - 1)];
+    for (i, (p, c)) in rows.iter().enumerate() {
+        ids[i * t..i * t + p.len()].copy_from_slice(p);
+        ids[i * t + p.len()..i * t + p.len() + c.len()].copy_from_slice(c);
+        for k in 0..c.len() {
+            cm[i * t + p.len() + k] = 1.0;
+            lm[i * (t - 1) + p.len() - 1 + k] = 1.0;
+        }
+    }
+    let dev = Device::Cpu;
+    (
+        TrainBatch {
+            input_ids: Tensor::from_vec(ids, (b, t), &dev).expect("ids"),
+            completion_mask: Tensor::from_vec(cm, (b, t), &dev).expect("completion mask"),
+        },
+        Tensor::from_vec(lm, (b, t - 1), &dev).expect("loss mask"),
+    )
 }

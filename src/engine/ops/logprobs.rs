@@ -427,7 +427,8 @@ mod tests {
     use super::super::{reference, token_logprobs, token_logprobs_chunked, token_logprobs_with};
     use candle_core::{DType, Device, Tensor};
 
-    fn targets(n: usize, v: u32) -> Tensor {
+    /// `n` target ids spread over a vocabulary of `v`.
+    pub(super) fn targets(n: usize, v: u32) -> Tensor {
         let t: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 3) % v).collect();
         Tensor::from_vec(t, n, &Device::Cpu).unwrap()
     }
@@ -542,13 +543,9 @@ mod tests {
 mod entropy_tests {
     use super::super::check::{assert_close, rand};
     use super::super::{token_logprobs, LOGPROB_CHUNK_ROWS};
+    use super::tests::targets;
     use super::{entropy_from_logits, token_logprobs_with_entropy};
     use candle_core::{DType, Device, Tensor};
-
-    fn targets(n: usize, v: u32) -> Tensor {
-        let t: Vec<u32> = (0..n as u32).map(|i| (i * 5 + 1) % v).collect();
-        Tensor::from_vec(t, n, &Device::Cpu).unwrap()
-    }
 
     /// By hand: uniform logits (0, 0, 0) give `ln 3`; logits (0, ln 3, 0) give p = (⅕, ⅗, ⅕),
     /// `H = −(2·⅕ ln ⅕ + ⅗ ln ⅗)`; two tokens with logits (0, ln 3) give p = (¼, ¾),
