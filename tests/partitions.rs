@@ -527,3 +527,24 @@ fn cli_plan_from_to_plans_the_selected_range() {
     assert!(stderr.contains("schedule.partitions.from="), "{stderr}");
     assert!(!saved.exists());
 }
+
+/// Library callers get the same narrowed warnings as the CLI prints: `ApplyReport.warnings`
+/// of a `--from/--to` run name only the selected partitions' missing files.
+#[test]
+fn apply_report_warnings_cover_the_selected_partitions_only() {
+    let s = setup();
+    let reg = Registry::builtin();
+    let r = runner::run::apply(&request(&s, "runs", range("20250802", "20250804")), &reg).unwrap();
+    let missing: Vec<&String> = r
+        .warnings
+        .iter()
+        .filter(|w| w.contains("partition dates have no file"))
+        .collect();
+    assert_eq!(missing.len(), 2, "{:?}", r.warnings);
+    assert!(
+        missing
+            .iter()
+            .all(|w| w.contains("1 of 3 partition dates have no file: 20250803")),
+        "{missing:?}"
+    );
+}

@@ -2,7 +2,7 @@
 
 use crate::run::{apply, ApplyRequest};
 use crate::stages::Registry;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Arguments of `runner apply`.
 #[derive(clap::Args, Debug)]
@@ -84,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if let Some(file) = &args.file {
         if !crate::run::apply::is_plan_path(file) {
             let mut sets = args.sets.clone();
-            sets.extend(selected_range_sets(
+            sets.extend(crate::run::apply::selected_range_sets(
                 file,
                 &args.sets,
                 !args.no_env,
@@ -154,51 +154,5 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             eprintln!("error: {e}");
             Ok(1)
         }
-    }
-}
-
-/// With --partition/--from/--to, `--set` overrides that give the spec's
-/// `schedule.partitions` the dates apply will run, so that validation warns about the data
-/// files of the selected partitions only, not of the spec's whole range. Empty when there is
-/// nothing to narrow, or when the options cannot be applied (apply then says why). Also used
-/// by `runner plan --from/--to`.
-pub(crate) fn selected_range_sets(
-    file: &Path,
-    sets: &[String],
-    use_env: bool,
-    opts: &crate::run::apply::PartitionOptions,
-    runs_dir: &Path,
-) -> Vec<String> {
-    if !opts.is_set() {
-        return Vec::new();
-    }
-    let resolve_opts = crate::spec::resolve::ResolveOptions {
-        sets: sets.to_vec(),
-        use_env,
-    };
-    let Ok(resolved) = crate::spec::resolve::resolve(file, &resolve_opts) else {
-        return Vec::new();
-    };
-    let mut spec = resolved.spec;
-    if spec.schedule.mode != crate::spec::ScheduleMode::Partitions {
-        return Vec::new();
-    }
-    let name = crate::plan::run_name(&spec);
-    if crate::run::apply::daily::shape_spec(&mut spec, opts, runs_dir, &name).is_err() {
-        return Vec::new();
-    }
-    match &spec.schedule.partitions {
-        // JSON strings are YAML strings: the dates stay strings, not integers.
-        Some(p) => vec![
-            format!(
-                "schedule.partitions.from={}",
-                serde_json::Value::from(p.from.clone())
-            ),
-            format!(
-                "schedule.partitions.to={}",
-                serde_json::Value::from(p.to.clone())
-            ),
-        ],
-        None => Vec::new(),
     }
 }

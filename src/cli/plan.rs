@@ -72,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         return Ok(2);
     }
     let mut sets = args.sets.clone();
-    sets.extend(super::apply::selected_range_sets(
+    sets.extend(crate::run::apply::selected_range_sets(
         &args.file,
         &args.sets,
         !args.no_env,

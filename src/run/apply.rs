@@ -84,22 +84,75 @@ pub fn is_plan_path(path: &Path) -> bool {
 
 /// Resolve, validate and compile a spec file.
 pub fn prepare_spec(path: &Path, sets: &[String], use_env: bool) -> Result<Prepared> {
-    prepare_spec_shaped(path, sets, use_env, &mut |_| Ok(()))
+    prepare_spec_shaped(path, sets, use_env, &[], &mut |_| Ok(()))
+}
+
+/// With --partition/--from/--to, `--set` overrides that give the spec's
+/// `schedule.partitions` the dates apply will run, so that validation warns about the data
+/// files of the selected partitions only, not of the spec's whole range. Empty when there is
+/// nothing to narrow, or when the options cannot be applied (apply then says why). Also used
+/// by `runner plan --from/--to`.
+pub fn selected_range_sets(
+    file: &Path,
+    sets: &[String],
+    use_env: bool,
+    opts: &PartitionOptions,
+    runs_dir: &Path,
+) -> Vec<String> {
+    if !opts.is_set() {
+        return Vec::new();
+    }
+    let resolve_opts = crate::spec::resolve::ResolveOptions {
+        sets: sets.to_vec(),
+        use_env,
+    };
+    let Ok(resolved) = crate::spec::resolve::resolve(file, &resolve_opts) else {
+        return Vec::new();
+    };
+    let mut spec = resolved.spec;
+    if spec.schedule.mode != crate::spec::ScheduleMode::Partitions {
+        return Vec::new();
+    }
+    let name = crate::plan::run_name(&spec);
+    if daily::shape_spec(&mut spec, opts, runs_dir, &name).is_err() {
+        return Vec::new();
+    }
+    match &spec.schedule.partitions {
+        // JSON strings are YAML strings: the dates stay strings, not integers.
+        Some(p) => vec![
+            format!(
+                "schedule.partitions.from={}",
+                serde_json::Value::from(p.from.clone())
+            ),
+            format!(
+                "schedule.partitions.to={}",
+                serde_json::Value::from(p.to.clone())
+            ),
+        ],
+        None => Vec::new(),
+    }
 }
 
 /// [`prepare_spec`] with `shape` applied to the resolved spec before it is hashed and compiled
 /// (the daily loop's partition options, see [`daily::shape_spec`]).
+/// `narrow_sets` are added to `sets` for validation only (see [`selected_range_sets`]: the
+/// data-file warnings then cover the selected partitions).
 pub fn prepare_spec_shaped(
     path: &Path,
     sets: &[String],
     use_env: bool,
+    narrow_sets: &[String],
     shape: &mut dyn FnMut(&mut Experiment) -> Result<()>,
 ) -> Result<Prepared> {
     let opts = ResolveOptions {
         sets: sets.to_vec(),
         use_env,
     };
-    let diags = validate_file(path, &opts);
+    let narrowed = ResolveOptions {
+        sets: sets.iter().chain(narrow_sets).cloned().collect(),
+        use_env,
+    };
+    let diags = validate_file(path, &narrowed);
     let (errors, warnings): (Vec<_>, Vec<_>) = diags.into_iter().partition(|d| d.is_error());
     if !errors.is_empty() {
         let lines: Vec<String> = errors.iter().map(|d| d.to_string()).collect();
@@ -183,7 +236,8 @@ pub fn prepare_for(req: &ApplyRequest, input: &Path) -> Result<Prepared> {
                 .into(),
         ));
     }
-    prepare_spec_shaped(input, &req.sets, req.use_env, &mut |spec| {
+    let narrow = selected_range_sets(input, &req.sets, req.use_env, &req.partition, &req.runs_dir);
+    prepare_spec_shaped(input, &req.sets, req.use_env, &narrow, &mut |spec| {
         let name = req.run_name.clone().unwrap_or_else(|| plan::run_name(spec));
         daily::shape_spec(spec, &req.partition, &req.runs_dir, &name)
     })
