@@ -375,6 +375,21 @@ fn apply_with_judge(
     runner::run::apply(&req, &runner::stages::Registry::builtin())
 }
 
+/// The run directory of a run under `dir` that stopped in its first score stage: its rollouts
+/// are kept, its score stage is not recorded as done.
+fn stopped_at_score(dir: &std::path::Path) -> std::path::PathBuf {
+    let run_dir = std::fs::read_dir(dir.join("runs/tiny"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let state = runner::run::RunState::load(&run_dir.join("state.json")).unwrap();
+    assert!(state.record("step-0000/generate").is_some(), "kept");
+    assert!(state.record("step-0000/score").is_none());
+    run_dir
+}
+
 /// `max_unscorable`: a judge answering garbage stops the run at the score stage, with an
 /// error naming the reward, when the spec says so; a resume once the judge answers scores
 /// again and finishes. Without the limit the run goes on and counts the results unscorable.
@@ -395,15 +410,7 @@ fn a_judge_that_cannot_answer_stops_the_run_when_the_spec_says_so() {
             && err.contains("max_unscorable 0.5"),
         "{err}"
     );
-    let run_dir = std::fs::read_dir(d.path().join("runs/tiny"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let state = runner::run::RunState::load(&run_dir.join("state.json")).unwrap();
-    assert!(state.record("step-0000/generate").is_some(), "kept");
-    assert!(state.record("step-0000/score").is_none());
+    let run_dir = stopped_at_score(d.path());
     let report = apply_with_judge(d.path(), &srv.url, ", max_unscorable: 0.5", Some(run_dir))
         .expect("the resumed run scores again and finishes");
     assert!(report.resumed);
@@ -418,4 +425,26 @@ fn a_judge_that_cannot_answer_stops_the_run_when_the_spec_says_so() {
     let state = runner::run::RunState::load(&report.run_dir.join("state.json")).unwrap();
     let score = &state.record("step-0000/score").unwrap().outputs;
     assert_eq!(score["rewards/judge/unscorable"], 4, "{score}");
+}
+
+/// `max_unscorable` with the judge's server down (nothing listening): the score stage fails
+/// naming the reward, the count and the last reason; the generated rollouts stay.
+#[test]
+fn a_judge_server_that_is_down_stops_the_run_when_the_spec_says_so() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let d = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let err = apply_with_judge(d.path(), &url, ", max_unscorable: 0.5", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("step-0000/score")
+            && err.contains("reward `judge`: 4 of 4 results unscorable")
+            && err.contains("Last reason:"),
+        "{err}"
+    );
+    stopped_at_score(d.path());
 }

@@ -7,29 +7,12 @@ mod support_train;
 
 use candle_core::{DType, Device, Tensor, D};
 use runner::engine::load::{self, LoadOptions, ModelFiles};
-use runner::engine::model::{LoraConfig, Model};
+use runner::engine::model::Model;
 use runner::spec::{ImportanceSamplingLevel, LossType, Train};
 use runner::stages::train::{optimizer_step, Sample, StepConfig};
 use runner::train::loss::{policy_loss, LossConfig, LossInputs};
 use runner::train::optim::{AdamW, AdamWConfig};
-use support_train::{prompt_completion_batch, write_model};
-
-fn tiny_lora_model(dir: &std::path::Path) -> Model {
-    let base = write_model(dir);
-    let opts = LoadOptions {
-        dtype: DType::F32,
-        device: Device::Cpu,
-        lora: Some(LoraConfig {
-            r: 4,
-            alpha: 8.0,
-            dropout: 0.0,
-            target_modules: vec!["q_proj".into(), "v_proj".into()],
-        }),
-    };
-    let mut m = load::load_model(&ModelFiles::HfDir(base), &opts).unwrap().0;
-    common::random_lora(&mut m);
-    m
-}
+use support_train::{prompt_completion_batch, tiny_lora_model, write_model};
 
 /// Three right-padded rows of different lengths: (prompt, completion) token ids.
 fn rows() -> Vec<(Vec<u32>, Vec<u32>)> {

@@ -26,23 +26,6 @@ use runner::train::loss::{policy_loss, policy_loss_terms, LossConfig, LossInputs
 use runner::train::optim::{AdamW, AdamWConfig};
 use support_train::*;
 
-fn tiny_lora_model(dir: &std::path::Path) -> Model {
-    let base = write_model(dir);
-    let opts = LoadOptions {
-        dtype: DType::F32,
-        device: Device::Cpu,
-        lora: Some(LoraConfig {
-            r: 4,
-            alpha: 8.0,
-            dropout: 0.0,
-            target_modules: vec!["q_proj".into(), "v_proj".into()],
-        }),
-    };
-    let mut m = load::load_model(&ModelFiles::HfDir(base), &opts).unwrap().0;
-    common::random_lora(&mut m);
-    m
-}
-
 fn batch() -> (TrainBatch, Tensor) {
     prompt_completion_batch(&[
         (vec![5, 17, 3], vec![9, 12, 40, 7]),

@@ -328,3 +328,24 @@ pub fn prompt_completion_batch(rows: &[(Vec<u32>, Vec<u32>)]) -> (TrainBatch, Te
         Tensor::from_vec(lm, (b, t - 1), &dev).expect("loss mask"),
     )
 }
+
+/// The tiny policy of [`write_model`] loaded with LoRA r 4 on q/v (no dropout), B random so
+/// that every adapter gradient is non-zero.
+pub fn tiny_lora_model(dir: &Path) -> runner::engine::model::Model {
+    let base = write_model(dir);
+    let opts = LoadOptions {
+        dtype: DType::F32,
+        device: Device::Cpu,
+        lora: Some(runner::engine::model::LoraConfig {
+            r: 4,
+            alpha: 8.0,
+            dropout: 0.0,
+            target_modules: vec!["q_proj".into(), "v_proj".into()],
+        }),
+    };
+    let mut m = load::load_model(&ModelFiles::HfDir(base), &opts)
+        .expect("tiny model")
+        .0;
+    crate::common::random_lora(&mut m);
+    m
+}

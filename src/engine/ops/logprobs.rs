@@ -30,6 +30,8 @@ pub(crate) struct TokenLogprobs {
     /// `keep_bytes`. Read (never consumed) by each backward: a graph may be backpropagated
     /// more than once (the per-term gradient norms do).
     saved: Mutex<Option<Box<dyn std::any::Any + Send + Sync>>>,
+    /// Where the forward writes each row's entropy (f64, in row order), when asked for.
+    entropy: Option<Arc<Mutex<Vec<f64>>>>,
 }
 
 impl TokenLogprobs {
@@ -40,15 +42,16 @@ impl TokenLogprobs {
             chunk_rows,
             keep_bytes,
             saved: Mutex::new(None),
+            entropy: None,
         }
     }
-}
 
-/// [`TokenLogprobs`] that also writes each row's entropy (f64, in row order) to `sink` during
-/// the forward. Same output and backward.
-struct TokenLogprobsEntropy {
-    inner: TokenLogprobs,
-    sink: Arc<Mutex<Vec<f64>>>,
+    /// The same op that also writes each row's entropy to `sink` during the forward (same
+    /// output and backward).
+    fn with_entropy(mut self, sink: Arc<Mutex<Vec<f64>>>) -> Self {
+        self.entropy = Some(sink);
+        self
+    }
 }
 
 const NAME: &str = "fused-token-logprobs";
@@ -283,7 +286,13 @@ impl CustomOp3 for TokenLogprobs {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (y, shape, _) = self.cpu_forward(s1, l1, s2, l2, s3, l3, false)?;
+        let (y, shape, ent) = self.cpu_forward(s1, l1, s2, l2, s3, l3, self.entropy.is_some())?;
+        if let Some(sink) = &self.entropy {
+            match sink.lock() {
+                Ok(mut sink) => *sink = ent,
+                Err(_) => bail!("{NAME}: the entropy buffer's lock is poisoned"),
+            }
+        }
         Ok((y, shape))
     }
 
@@ -329,40 +338,6 @@ impl CustomOp3 for TokenLogprobs {
     }
 }
 
-impl CustomOp3 for TokenLogprobsEntropy {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (y, shape, ent) = self.inner.cpu_forward(s1, l1, s2, l2, s3, l3, true)?;
-        match self.sink.lock() {
-            Ok(mut sink) => *sink = ent,
-            Err(_) => bail!("{NAME}: the entropy buffer's lock is poisoned"),
-        }
-        Ok((y, shape))
-    }
-
-    fn bwd(
-        &self,
-        h: &Tensor,
-        head: &Tensor,
-        targets: &Tensor,
-        y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        self.inner.bwd(h, head, targets, y, dy)
-    }
-}
-
 /// [`super::token_logprobs`] and each row's entropy `H = −Σ_v p_v ln p_v` of the same
 /// distribution `softmax(hidden · headᵀ)` (pass `hidden / T` for temperature `T`). Returns
 /// `(logprobs, entropy)`, both shaped like `targets`, in the log-probs' dtype; the entropy is
@@ -389,10 +364,8 @@ pub fn token_logprobs_with_entropy(
     }
     let kt = super::kernel_dtype(hidden.dtype());
     let sink = Arc::new(Mutex::new(Vec::new()));
-    let op = TokenLogprobsEntropy {
-        inner: TokenLogprobs::new(super::LOGPROB_CHUNK_ROWS, super::LOGPROB_KEEP_BYTES),
-        sink: sink.clone(),
-    };
+    let op = TokenLogprobs::new(super::LOGPROB_CHUNK_ROWS, super::LOGPROB_KEEP_BYTES)
+        .with_entropy(sink.clone());
     let lp = super::prep(hidden, kt)?.apply_op3(
         &head.to_dtype(kt)?,
         &super::prep(targets, DType::U32)?,
