@@ -448,11 +448,17 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     fn mount(at: &Path, bytes: usize) -> Option<Tmpfs> {
         std::fs::create_dir_all(at).ok()?;
-        let o = Command::new("mount")
+        let o = match Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
             .arg(at)
             .output()
-            .ok()?;
+        {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("SKIP full-disk test: cannot run `mount` ({e})");
+                return None;
+            }
+        };
         if !o.status.success() {
             eprintln!(
                 "SKIP full-disk test: cannot mount a tmpfs ({}); run as root to include it",
