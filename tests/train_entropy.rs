@@ -11,8 +11,7 @@ use runner::engine::model::Model;
 use runner::spec::{ImportanceSamplingLevel, LossType, Train};
 use runner::stages::train::{optimizer_step, Sample, StepConfig};
 use runner::train::loss::{policy_loss, LossConfig, LossInputs};
-use runner::train::optim::{AdamW, AdamWConfig};
-use support_train::{prompt_completion_batch, tiny_lora_model, write_model};
+use support_train::{adamw, prompt_completion_batch, tiny_lora_model, write_model};
 
 /// Three right-padded rows of different lengths: (prompt, completion) token ids.
 fn rows() -> Vec<(Vec<u32>, Vec<u32>)> {
@@ -95,20 +94,6 @@ fn entropy_matches_the_full_logits_reference_on_ragged_masked_rows() {
     }
 }
 
-fn adamw(model: &Model) -> AdamW {
-    AdamW::new(
-        model.trainable_vars(),
-        AdamWConfig {
-            lr: 0.0,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
-    )
-    .unwrap()
-}
-
 fn samples() -> Vec<Sample> {
     rows()
         .into_iter()
@@ -164,7 +149,7 @@ fn optimizer_step_logs_the_mean_completion_token_entropy() {
     }
     let want = sum / n;
     for micro in [1, 2, 3] {
-        let mut opt = adamw(&m);
+        let mut opt = adamw(&m, 0.0, 0.0);
         let st = optimizer_step(&m, &mut opt, &samples(), &step_config(temp, micro)).unwrap();
         let e = st.entropy.expect("the step logs entropy");
         assert!(

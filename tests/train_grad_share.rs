@@ -23,7 +23,6 @@ use runner::stages::train::{optimizer_step, Sample, StepConfig};
 use runner::stages::{Resources, StageKind};
 use runner::train::diversity::grad_norms;
 use runner::train::loss::{policy_loss, policy_loss_terms, LossConfig, LossInputs};
-use runner::train::optim::{AdamW, AdamWConfig};
 use support_train::*;
 
 fn batch() -> (TrainBatch, Tensor) {
@@ -179,33 +178,6 @@ fn step_cfg(grad_share: bool, beta: f64, iters: usize) -> StepConfig {
     }
 }
 
-fn adamw(m: &Model) -> AdamW {
-    AdamW::new(
-        m.trainable_vars(),
-        AdamWConfig {
-            lr: 0.05,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.01,
-        },
-    )
-    .unwrap()
-}
-
-fn weights(m: &Model) -> Vec<Vec<f32>> {
-    m.trainable_vars()
-        .iter()
-        .map(|v| {
-            v.as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-        })
-        .collect()
-}
-
 /// Measuring the terms' gradients (extra backward passes on the first micro-batch) leaves the
 /// adapter weights and every other step statistic bit-identical, with LoRA dropout on, β > 0
 /// and μ = 2; the measured norms are finite, and λ = 0 gives the diversity term norm 0.
@@ -232,8 +204,8 @@ fn grad_share_leaves_the_update_bit_identical() {
     };
     for (beta, iters) in [(0.1, 2), (0.0, 1)] {
         let (m_on, m_off) = (load_m(), load_m());
-        assert_eq!(weights(&m_on), weights(&m_off));
-        let (mut o_on, mut o_off) = (adamw(&m_on), adamw(&m_off));
+        assert_eq!(trainable_values(&m_on), trainable_values(&m_off));
+        let (mut o_on, mut o_off) = (adamw(&m_on, 0.05, 0.01), adamw(&m_off, 0.05, 0.01));
         for step in 0..3 {
             let s = samples(false);
             let mut a = optimizer_step(&m_on, &mut o_on, &s, &step_cfg(true, beta, iters)).unwrap();
@@ -253,15 +225,21 @@ fn grad_share_leaves_the_update_bit_identical() {
             a.term_grad_norms.clear();
             assert_eq!(a, b, "step {step}: statistics");
             assert_eq!(
-                weights(&m_on),
-                weights(&m_off),
+                trainable_values(&m_on),
+                trainable_values(&m_off),
                 "step {step}: adapter weights"
             );
         }
     }
     // λ = 0: the quality part is the whole advantage.
     let m = load_m();
-    let st = optimizer_step(&m, &mut adamw(&m), &samples(true), &step_cfg(true, 0.0, 1)).unwrap();
+    let st = optimizer_step(
+        &m,
+        &mut adamw(&m, 0.05, 0.01),
+        &samples(true),
+        &step_cfg(true, 0.0, 1),
+    )
+    .unwrap();
     assert_eq!(st.term_grad_norms[1], ("diversity".to_string(), 0.0));
     assert!(st.term_grad_norms[0].1 > 0.0);
 }

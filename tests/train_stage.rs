@@ -13,7 +13,6 @@ use runner::run::{RunDir, RunState};
 use runner::spec::{LossType, Train};
 use runner::stages::train::{optimizer_step, Sample, StepConfig};
 use runner::train::loss::LossConfig;
-use runner::train::optim::{AdamW, AdamWConfig};
 use runner::train::{metrics, state};
 use support_train::*;
 
@@ -50,20 +49,6 @@ fn cfg(lr: f64) -> StepConfig {
     }
 }
 
-fn adamw(model: &Model) -> AdamW {
-    AdamW::new(
-        model.trainable_vars(),
-        AdamWConfig {
-            lr: 0.0,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
-    )
-    .unwrap()
-}
-
 fn sample(completion: &[u32], advantage: f64) -> Sample {
     Sample {
         prompt_ids: vec![5, 17, 3],
@@ -73,20 +58,6 @@ fn sample(completion: &[u32], advantage: f64) -> Sample {
         quality_advantage: None,
         truncated: false,
     }
-}
-
-fn snapshot(model: &Model) -> Vec<Vec<f32>> {
-    model
-        .trainable_vars()
-        .iter()
-        .map(|v| {
-            v.as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-        })
-        .collect()
 }
 
 /// Sum of the log-probs of `s`'s completion tokens under `model`.
@@ -112,14 +83,14 @@ fn completion_logprob(model: &Model, s: &Sample) -> f64 {
 fn one_step_changes_the_adapter() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_lora_model(&tmp.path().join("m"));
-    let mut opt = adamw(&model);
-    let before = snapshot(&model);
+    let mut opt = adamw(&model, 0.0, 0.0);
+    let before = trainable_values(&model);
     let samples = vec![sample(&[8, 9, 2], 1.0), sample(&[10, 11], -1.0)];
     let st = optimizer_step(&model, &mut opt, &samples, &cfg(1e-2)).unwrap();
     assert!(st.loss.is_finite() && st.grad_norm > 0.0, "{st:?}");
     assert_eq!(st.loss_tokens, 5.0);
     assert_eq!(st.tokens, 11);
-    assert_ne!(before, snapshot(&model));
+    assert_ne!(before, trainable_values(&model));
     assert_eq!(opt.step_count(), 1);
 }
 
@@ -127,7 +98,7 @@ fn one_step_changes_the_adapter() {
 fn advantages_move_log_probs_their_way() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_lora_model(&tmp.path().join("m"));
-    let mut opt = adamw(&model);
+    let mut opt = adamw(&model, 0.0, 0.0);
     let good = sample(&[8, 9, 2], 1.0);
     let bad = sample(&[30, 31, 2], -1.0);
     let samples = vec![good.clone(), bad.clone()];
@@ -155,13 +126,13 @@ fn advantages_move_log_probs_their_way() {
 fn nan_in_the_loss_stops_before_the_update() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_lora_model(&tmp.path().join("m"));
-    let mut opt = adamw(&model);
-    let before = snapshot(&model);
+    let mut opt = adamw(&model, 0.0, 0.0);
+    let before = trainable_values(&model);
     let err = optimizer_step(&model, &mut opt, &[sample(&[8, 9], f64::NAN)], &cfg(1e-2))
         .unwrap_err()
         .to_string();
     assert!(err.contains("NaN"), "{err}");
-    assert_eq!(before, snapshot(&model));
+    assert_eq!(before, trainable_values(&model));
     assert_eq!(opt.step_count(), 0);
 }
 

@@ -349,3 +349,37 @@ pub fn tiny_lora_model(dir: &Path) -> runner::engine::model::Model {
     crate::common::random_lora(&mut m);
     m
 }
+
+/// AdamW over the model's trainable variables (β 0.9/0.999, ε 1e-8; the schedule gives the LR
+/// per step, `lr` is the optimizer's own).
+pub fn adamw(
+    model: &runner::engine::model::Model,
+    lr: f64,
+    weight_decay: f64,
+) -> runner::train::optim::AdamW {
+    runner::train::optim::AdamW::new(
+        model.trainable_vars(),
+        runner::train::optim::AdamWConfig {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+        },
+    )
+    .expect("AdamW")
+}
+
+/// The values of the model's trainable variables, to compare before/after a step.
+pub fn trainable_values(model: &runner::engine::model::Model) -> Vec<Vec<f32>> {
+    model
+        .trainable_vars()
+        .iter()
+        .map(|v| {
+            v.as_tensor()
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .expect("trainable values")
+        })
+        .collect()
+}
