@@ -963,6 +963,23 @@ mod tests {
         m
     }
 
+    /// The gradients of `sum(a)` and `sum(b)` agree for every trainable variable to 1e-5 of
+    /// the largest, and none is zero (a zero gradient tests nothing).
+    fn assert_same_gradients(m: &Model, a: &Tensor, b: &Tensor, what: &str) {
+        let ga = a.sum_all().unwrap().backward().unwrap();
+        let gb = b.sum_all().unwrap().backward().unwrap();
+        for v in &m.trainable_vars() {
+            let (x, y) = (
+                ga.get(v.as_tensor()).unwrap(),
+                gb.get(v.as_tensor()).unwrap(),
+            );
+            let scale = x.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+            let scale = scale.to_scalar::<f32>().unwrap();
+            assert!(scale > 0.0, "{what}: a zero gradient tests nothing");
+            assert_close(y, x, 0.0, 1e-5 * f64::from(scale), what);
+        }
+    }
+
     /// Masked-out positions are skipped (0) and the rest, and every gradient, equal the
     /// unmasked computation.
     #[test]
@@ -989,28 +1006,8 @@ mod tests {
             .unwrap();
         let diff = diff.max(0).unwrap().squeeze(0).unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
-        let gf = (full * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        let gp = (part * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        let vars = m.trainable_vars();
-        assert_eq!(vars.len(), 8);
-        for v in &vars {
-            let (a, b) = (
-                gf.get(v.as_tensor()).unwrap(),
-                gp.get(v.as_tensor()).unwrap(),
-            );
-            let scale = a.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
-            let scale = scale.to_scalar::<f32>().unwrap();
-            assert!(scale > 0.0, "a zero gradient tests nothing");
-            let err = (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap();
-            assert!(err.to_scalar::<f32>().unwrap() <= 1e-5 * scale);
-        }
+        assert_eq!(m.trainable_vars().len(), 8);
+        assert_same_gradients(&m, &(full * &w).unwrap(), &(part * &w).unwrap(), "masked");
     }
 
     /// Groups of rows, each a prompt of `p` tokens (its own tokens per group) shared by
@@ -1078,18 +1075,7 @@ mod tests {
                 .reshape(w.shape())
                 .unwrap();
             let rw = (&w * &r).unwrap();
-            let gf = (full * &rw).unwrap().sum_all().unwrap().backward().unwrap();
-            let gp = (part * &rw).unwrap().sum_all().unwrap().backward().unwrap();
-            for v in &m.trainable_vars() {
-                let (a, b) = (
-                    gf.get(v.as_tensor()).unwrap(),
-                    gp.get(v.as_tensor()).unwrap(),
-                );
-                let scale = a.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
-                let scale = scale.to_scalar::<f32>().unwrap();
-                assert!(scale > 0.0, "a zero gradient tests nothing");
-                assert_close(b, a, 0.0, 1e-5 * f64::from(scale), &what);
-            }
+            assert_same_gradients(&m, &(full * &rw).unwrap(), &(part * &rw).unwrap(), &what);
         }
         m.set_training(false);
     }

@@ -397,7 +397,7 @@ pub fn entropy_from_logits(logits: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::super::check::{assert_close, check_op, rand};
-    use super::super::{reference, token_logprobs, token_logprobs_chunked, token_logprobs_with};
+    use super::super::{reference, token_logprobs, token_logprobs_with};
     use candle_core::{DType, Device, Tensor};
 
     /// `n` target ids spread over a vocabulary of `v`.
@@ -406,34 +406,19 @@ mod tests {
         Tensor::from_vec(t, n, &Device::Cpu).unwrap()
     }
 
+    /// Chunks of 3 (7 = 3 + 3 + 1), one row and everything in one chunk, recomputing the
+    /// logits in the backward; then the probabilities kept from the forward (a budget that
+    /// fits, one exactly full, one a byte short: recomputed).
     #[test]
     fn token_logprobs_matches_reference_and_finite_differences_across_chunks() {
         let (n, d, v) = (7, 6, 11);
         let h = rand(70, &[n, d], 1.5, DType::F64);
         let head = rand(71, &[v, d], 1.5, DType::F64);
-        // chunks of 3 (7 = 3 + 3 + 1), one row, and everything in one chunk
-        for chunk in [3usize, 1, 128] {
+        let kept = [(3, 1usize << 20), (3, n * v * 8), (3, n * v * 8 - 1)];
+        for (chunk, keep) in [(3usize, 0usize), (1, 0), (128, 0)].into_iter().chain(kept) {
             check_op(
                 "token_logprobs",
-                &|t| token_logprobs_chunked(&t[0], &t[1], &t[2], chunk),
-                &|t| reference::token_logprobs(&t[0], &t[1], &t[2]),
-                &[h.clone(), head.clone(), targets(n, v as u32)],
-                &[true, false, false],
-            );
-        }
-    }
-
-    /// With the probabilities kept from the forward (a budget that fits, and one that does
-    /// not), the op matches the reference and finite differences.
-    #[test]
-    fn kept_probabilities_give_the_recomputed_gradient() {
-        let (n, d, v) = (7, 6, 11);
-        let h = rand(72, &[n, d], 1.5, DType::F64);
-        let head = rand(73, &[v, d], 1.5, DType::F64);
-        for keep in [1usize << 20, n * v * 8, n * v * 8 - 1] {
-            check_op(
-                "token_logprobs kept",
-                &|t| token_logprobs_with(&t[0], &t[1], &t[2], 3, keep),
+                &|t| token_logprobs_with(&t[0], &t[1], &t[2], chunk, keep),
                 &|t| reference::token_logprobs(&t[0], &t[1], &t[2]),
                 &[h.clone(), head.clone(), targets(n, v as u32)],
                 &[true, false, false],
