@@ -471,6 +471,49 @@ impl Stage for ScoreStage {
 mod tests {
     use super::*;
 
+    /// `max_unscorable` is a fraction of the completions the reward applies to: at the limit
+    /// the run goes on, above it the stage fails naming the count and the last reason; other
+    /// tasks' rows do not count.
+    #[test]
+    fn unscorable_limit_counts_the_rows_the_reward_applies_to() {
+        let mut spec = Experiment::default();
+        let judge: Reward =
+            serde_yaml::from_str("{kind: format, regex: 'x', max_unscorable: 0.5}").unwrap();
+        spec.rewards.insert("fmt".into(), judge);
+        let scored = |scores: Vec<Score>, applies: Vec<bool>| {
+            let mut s = Scored {
+                names: vec!["fmt".into()],
+                ..Scored::default()
+            };
+            s.per_reward.insert("fmt".into(), scores);
+            s.applies.insert("fmt".into(), applies);
+            s
+        };
+        let (v, u) = (Score::Value(1.0), |r: &str| Score::unscorable(r));
+        // 2 of 4: at the limit.
+        let at = scored(vec![v.clone(), u("a"), v.clone(), u("b")], vec![true; 4]);
+        assert!(check_unscorable(&spec, &at).is_ok());
+        // 3 of 4: over it.
+        let over = scored(vec![u("a"), u("b"), v.clone(), u("c")], vec![true; 4]);
+        let err = check_unscorable(&spec, &over).unwrap_err().to_string();
+        assert!(
+            err.contains("reward `fmt`: 3 of 4 results unscorable (75 %)")
+                && err.contains("Last reason: c"),
+            "{err}"
+        );
+        // 2 of the 3 rows it applies to would be over; the 4th row (another task) is left out.
+        let tasks = scored(
+            vec![u("a"), u("b"), v.clone(), Score::Value(0.0)],
+            vec![true, true, true, false],
+        );
+        assert!(check_unscorable(&spec, &tasks).is_err());
+        let tasks = scored(
+            vec![u("a"), v.clone(), v.clone(), u("z")],
+            vec![true, true, true, false],
+        );
+        assert!(check_unscorable(&spec, &tasks).is_ok());
+    }
+
     #[test]
     fn metrics_never_turn_unscorable_into_zero() {
         let mut s = Scored {
